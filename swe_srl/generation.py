@@ -7,27 +7,11 @@ prompt, ``n`` completion strings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
-Messages = list[dict[str, str]]
-Prompt = Messages | str
+from .core.generation import Generator, Messages, Prompt, SamplingParams
 
-
-@dataclass
-class SamplingParams:
-    n: int = 1
-    temperature: float = 1.0      # 0 = greedy
-    top_p: float = 1.0
-    max_new_tokens: int = 512
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-
-
-class Generator(Protocol):
-    name: str
-
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]: ...
+__all__ = ["Generator", "Messages", "Prompt", "SamplingParams", "make_generator", "render_prompt", "vllm_usable"]
 
 
 def render_prompt(tokenizer: Any, prompt: Prompt, prefill: str = "") -> str:

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from .base import DEFAULT_WORKDIR, LABEL, CommandResult, Sandbox, SandboxError
 from .docker_sandbox import DockerSandbox, live_sandbox_containers, remove_sandbox_containers
-from .images import build_repo_image
+from .images import BASE_IMAGE, build_repo_image, instance_image_name
 from .local_sandbox import LocalSandbox
-
-BASE_IMAGE = "swe-srl/sandbox-base:latest"
 
 
 def make_sandbox(backend: str, *, image: str | None = None, repo_path=None, base_commit: str | None = None,
@@ -32,5 +30,5 @@ def make_sandbox(backend: str, *, image: str | None = None, repo_path=None, base
     raise ValueError(f"unknown sandbox backend {backend!r} (docker|local)")
 
 
-__all__ = ["BASE_IMAGE", "build_repo_image", "CommandResult", "DEFAULT_WORKDIR", "DockerSandbox", "LABEL", "LocalSandbox", "Sandbox",
+__all__ = ["BASE_IMAGE", "build_repo_image", "instance_image_name", "CommandResult", "DEFAULT_WORKDIR", "DockerSandbox", "LABEL", "LocalSandbox", "Sandbox",
            "SandboxError", "live_sandbox_containers", "make_sandbox", "remove_sandbox_containers"]

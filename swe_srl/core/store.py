@@ -14,12 +14,12 @@ the two writes) are dropped and that unit is redone; nothing committed is ever l
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 from pathlib import Path
 from typing import Any, Iterable
 
+from .io import AppendLog, write_json_atomic
 from .schema import StepRecord
 
 STEPS_FILE = "steps.jsonl"
@@ -36,40 +36,25 @@ class StepStore:
         if not resume:
             for p in (self.steps_path, self.ledger_path, self.dir / MANIFEST_FILE):
                 p.unlink(missing_ok=True)
-        self.ledger: dict[str, dict[str, Any]] = {}
-        self._end = 0
-        self._load()
+        self._ledger = AppendLog(self.ledger_path)
+        self.ledger: dict[str, dict[str, Any]] = {e["unit"]: e for e in self._ledger.records}
+        self._end = max((int(e.get("end", 0)) for e in self._ledger.records), default=0)
+        self._truncate_steps()
         self._steps_f = self.steps_path.open("ab")
-        self._ledger_f = self.ledger_path.open("ab")
 
     # -- recovery -------------------------------------------------------------------------------------
-    def _load(self) -> None:
-        if self.ledger_path.exists():
-            raw = self.ledger_path.read_bytes()
-            good = 0
-            for line in raw.splitlines(keepends=True):
-                if not line.endswith(b"\n"):
-                    break  # torn last line: ignore
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    break
-                self.ledger[entry["unit"]] = entry
-                self._end = max(self._end, int(entry.get("end", 0)))
-                good += len(line)
-            if good != len(raw):
-                with self.ledger_path.open("r+b") as f:
-                    f.truncate(good)
-        if self.steps_path.exists():
-            size = self.steps_path.stat().st_size
-            if size > self._end:
-                with self.steps_path.open("r+b") as f:
-                    f.truncate(self._end)
-            elif size < self._end:
-                raise RuntimeError(f"{self.steps_path}: shorter than its ledger says ({size} < {self._end} bytes); "
-                                   f"the directory was modified by hand — collect into a fresh --out")
-        else:
+    def _truncate_steps(self) -> None:
+        """Cut steps.jsonl back to the last committed unit (records of an interrupted unit are dropped)."""
+        if not self.steps_path.exists():
             self._end = 0
+            return
+        size = self.steps_path.stat().st_size
+        if size > self._end:
+            with self.steps_path.open("r+b") as f:
+                f.truncate(self._end)
+        elif size < self._end:
+            raise RuntimeError(f"{self.steps_path}: shorter than its ledger says ({size} < {self._end} bytes); "
+                               f"the directory was modified by hand — collect into a fresh --out")
 
     # -- API --------------------------------------------------------------------------------------------
     def is_done(self, unit: str) -> bool:
@@ -77,8 +62,8 @@ class StepStore:
 
     def commit(self, unit: str, records: Iterable[StepRecord], **info: Any) -> int:
         """Append all records of one unit atomically and mark the unit finished."""
-        lines = [r.to_json() + "\n" for r in records]
-        data = "".join(lines).encode("utf-8")
+        lines = [r.to_json() for r in records]
+        data = "".join(x + "\n" for x in lines).encode("utf-8")
         if data:
             self._steps_f.write(data)
             self._steps_f.flush()
@@ -93,9 +78,7 @@ class StepStore:
                              **info})
 
     def _append_ledger(self, entry: dict[str, Any]) -> None:
-        self._ledger_f.write((json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8"))
-        self._ledger_f.flush()
-        os.fsync(self._ledger_f.fileno())
+        self._ledger.append(entry)
         self.ledger[entry["unit"]] = entry
 
     def write_manifest(self, manifest: dict[str, Any]) -> Path:
@@ -103,21 +86,13 @@ class StepStore:
 
     def close(self) -> None:
         self._steps_f.close()
-        self._ledger_f.close()
+        self._ledger.close()
 
     def __enter__(self) -> "StepStore":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def length_stats(values: Iterable[float]) -> dict[str, float]:

