@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .core.generation import Generator, Messages, Prompt, SamplingParams
+from .models import resolve_model
 
 __all__ = ["Generator", "Messages", "Prompt", "SamplingParams", "make_generator", "render_prompt", "vllm_usable"]
 
@@ -43,8 +44,6 @@ class TransformersGenerator:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if isinstance(model, str):
-            from .models import resolve_model
-
             path = resolve_model(model)
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
             dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
@@ -94,8 +93,6 @@ class VLLMGenerator:
 
     def __init__(self, model: str, *, prefill: str = "", **llm_kwargs: Any) -> None:
         from vllm import LLM
-
-        from .models import resolve_model
 
         self.llm = LLM(model=resolve_model(model), **llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()

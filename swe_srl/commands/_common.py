@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import NoReturn
 
 import typer
@@ -13,7 +12,3 @@ def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
-
-def not_implemented(command: str) -> NoReturn:
-    print(f"swe-srl {command}: not implemented yet", file=sys.stderr)
-    raise typer.Exit(3)
