@@ -1,5 +1,6 @@
-"""Eval throughput of the local-image path (no registry): instances/hour on the synthetic instance set
-(tests/fixtures/swe_instance, gold patches) at 1 and 2 workers. Needs Docker and swe-srl/sandbox-base:latest.
+"""Eval throughput of the one SWE grader (``swe_eval.grade_in_sandbox`` in a DockerSandbox of a local image, no
+registry): instances/hour on the synthetic instance set (tests/fixtures/swe_instance, gold patches) at 1 and 2
+workers. Needs Docker and swe-srl/sandbox-base:latest.
 
     python benchmarks/eval_throughput.py [--n 6] [--workers 1,2]
 """
@@ -27,7 +28,7 @@ def main() -> None:
     import synthetic
 
     from benchmarks.common import write_result
-    from swe_srl.swe_eval.local import evaluate_patch
+    from swe_srl.swe_eval import docker_sandbox_factory, grade_in_sandbox
 
     client = docker.from_env()
     t0 = time.time()
@@ -37,12 +38,13 @@ def main() -> None:
     rows = [dict(base, instance_id=f"swe-srl__calc-{i}") for i in range(a.n)]
     from concurrent.futures import ThreadPoolExecutor
 
+    sandboxes = docker_sandbox_factory()
     runs = {}
     for w in [int(x) for x in a.workers.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
             t = time.time()
             with ThreadPoolExecutor(max_workers=w) as ex:
-                res = list(ex.map(lambda r: evaluate_patch(r, r["patch"], log_dir=tmp), rows))
+                res = list(ex.map(lambda r: grade_in_sandbox(r, r["patch"], sandboxes, log_dir=tmp), rows))
             wall = time.time() - t
         statuses = sorted({r.status for r in res})
         runs[f"workers_{w}"] = {"workers": w, "instances": len(rows), "wall_s": round(wall, 2),
@@ -51,8 +53,8 @@ def main() -> None:
                                 "statuses": statuses}
         print(runs[f"workers_{w}"])
     path = write_result("eval_throughput", {
-        "what": "local-image eval path (DockerSandbox: apply patch, run eval script, grade) on the synthetic "
-                "calc instance, gold patches",
+        "what": "grade_in_sandbox (DockerSandbox of a local image: swebench's apply commands, the eval script, "
+                "swebench's get_eval_report) on the synthetic calc instance, gold patches",
         "image_build_s": round(build_s, 2), "runs": runs,
     })
     print(path)

@@ -6,11 +6,15 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from swe_srl import sample_tasks as st
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "swe_instance"))
+import synthetic  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -66,6 +70,31 @@ def test_gold_patch_resolves_task(task_id, tmp_path):
     proc = subprocess.run(task["test_cmd"].split(), cwd=repo, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert f"Ran {len(tests)} tests" in proc.stderr
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_graded_in_local_sandbox(task_id, tmp_path):
+    """The one SWE grader (swebench's apply commands, the task's eval script, swebench's get_eval_report) in a
+    LocalSandbox over the materialized repo: gold -> resolved, empty -> empty_patch, a patch that applies but fixes
+    nothing -> unresolved (tests_failed), garbage -> unresolved (patch_apply_failed)."""
+    pytest.importorskip("swebench")
+    from swe_srl.swe_eval import grade_in_sandbox, local_sandbox_factory
+
+    (inst,) = st.eval_instances([st.load_swe_task(task_id)])
+    st.materialize_repo(task_id, tmp_path / "repos" / task_id)
+    sandboxes = local_sandbox_factory(tmp_path / "repos")
+    patches = {"gold": inst["patch"], "empty": "", "wrong": synthetic.bundled_wrong_patch(task_id, tmp_path),
+               "garbage": "diff --git a/x.py b/x.py\nnot a patch\n"}
+    got = {k: grade_in_sandbox(inst, p, sandboxes, log_dir=tmp_path / "logs" / k, timeout=120)
+           for k, p in patches.items()}
+    assert {k: (r.status, r.reason) for k, r in got.items()} == {
+        "gold": ("resolved", None), "empty": ("empty_patch", "empty_patch"), "wrong": ("unresolved", "tests_failed"),
+        "garbage": ("unresolved", "patch_apply_failed")}
+    assert got["wrong"].tests["FAIL_TO_PASS"]["failure"] == inst["FAIL_TO_PASS"]
+    assert got["gold"].tests["PASS_TO_PASS"]["success"] == inst["PASS_TO_PASS"]
+    log = (tmp_path / "logs" / "gold" / task_id / "test_output.txt").read_text()
+    assert log.startswith(">>>>> Applied Patch") and ">>>>> Start Test Output" in log
+    assert st.git(tmp_path / "repos" / task_id, "status", "--porcelain") == ""      # the sandbox worked on a copy
 
 
 def _replay_bash(command: str, repo: Path) -> subprocess.CompletedProcess:

@@ -13,7 +13,8 @@ import pytest
 from swe_srl.swe_eval.dataset import load_instances, oracle_files
 from swe_srl.swe_eval.edits import (Edit, EditError, answer_to_patch, apply_edits, make_unified_diff, parse_edits,
                                     validate_patch)
-from swe_srl.swe_eval.grading import grade, parse_log_unittest
+from swe_srl.swe_eval.grading import (EMPTY_PATCH, ERROR, RESOLVED, UNRESOLVED, grade_in_sandbox, grade_log_file,
+                                      local_sandbox_factory, parse_log_unittest, register_log_parser, instance_test_spec)
 from swe_srl.swe_eval.prompts import localize_messages, parse_localization, repair_messages
 from swe_srl.swe_eval.sources import RepoDirSource
 
@@ -116,14 +117,59 @@ def test_crlf_diff_applies(tmp_path):
 
 
 # --- grading -------------------------------------------------------------------------------------------------
-def test_unittest_parser_and_grade():
+def _custom(f2p, p2p, **kw):
+    return {"instance_id": "swe-srl__unit-1", "repo": "swe-srl-tests/unit", "version": "1", "base_commit": "HEAD",
+            "FAIL_TO_PASS": f2p, "PASS_TO_PASS": p2p, "eval_script": "echo no-op\n", "log_parser": "unittest", **kw}
+
+
+def _grade(tmp_path, log, f2p, p2p):
+    """swebench's get_eval_report on a test log (the rule is swebench's; only the unittest parser is ours)."""
+    inst = _custom(f2p, p2p)
+    (tmp_path / "test_output.txt").write_text(log)
+    pred = {"instance_id": inst["instance_id"], "model_name_or_path": "t", "model_patch": "x"}
+    status, reason, tests = grade_log_file(instance_test_spec(inst), pred, tmp_path / "test_output.txt")
+    return {"resolved": status == RESOLVED, "status": status, "reason": reason, **tests}
+
+
+def test_unittest_parser_and_grade(tmp_path):
+    pytest.importorskip("swebench")
     log = ("test_a (t.T.test_a) ... ok\ntest_b (t.T.test_b) ... FAIL\ntest_c (t.T) ... ERROR\n"
            "test_d (t.T.test_d) ... skipped 'no'\n")
     sm = parse_log_unittest(log)
     assert sm == {"t.T.test_a": "PASSED", "t.T.test_b": "FAILED", "t.T.test_c": "ERROR", "t.T.test_d": "SKIPPED"}
-    assert grade(sm, ["t.T.test_a"], [])["resolved"]
-    assert not grade(sm, ["t.T.test_a"], ["t.T.test_b"])["resolved"]
-    assert not grade(sm, ["t.T.missing"], [])["resolved"]
+    log = f">>>>> Start Test Output\n{log}>>>>> End Test Output\n"
+    assert _grade(tmp_path, log, ["t.T.test_a"], [])["resolved"]
+    assert not _grade(tmp_path, log, ["t.T.test_a"], ["t.T.test_b"])["resolved"]
+    assert not _grade(tmp_path, log, ["t.T.missing"], [])["resolved"]
+    r = _grade(tmp_path, log, ["t.T.test_a"], ["t.T.test_b"])
+    assert (r["status"], r["reason"]) == (UNRESOLVED, "tests_failed")
+    assert r["PASS_TO_PASS"] == {"success": [], "failure": ["t.T.test_b"]} and r["status_map"] == sm
+    # swebench's markers decide: no test section, or a timed-out run, is not graded from partial output
+    assert _grade(tmp_path, log.replace(">>>>> End Test Output", ""), ["t.T.test_a"], [])["reason"] == "no_test_output"
+    timed_out = log + "\n\n>>>>> Tests Timed Out\nTimeout error: 5 seconds exceeded."
+    assert _grade(tmp_path, timed_out, ["t.T.test_a"], [])["reason"] == "tests_timeout"
+
+
+def test_custom_parser_goes_through_swebench_lookup():
+    pytest.importorskip("swebench")
+    from swebench.harness.log_parsers import MAP_REPO_TO_PARSER
+
+    spec = instance_test_spec(_custom([], []))
+    assert MAP_REPO_TO_PARSER["swe-srl-tests/unit"] is parse_log_unittest and spec.eval_script == "echo no-op\n"
+    register_log_parser("swe-srl-tests/unit", "1", parse_log_unittest)          # idempotent
+    with pytest.raises(ValueError, match="already has the log parser"):   # swebench's own parsers are never replaced
+        instance_test_spec(_custom([], [], repo="django/django", version="3.0"))
+
+
+def test_infrastructure_failure_is_error_not_empty_patch(tmp_path):
+    """A sandbox that cannot start (here: a LocalSandbox over a repository that is not there) is ``error``."""
+    pytest.importorskip("swebench")
+    inst = _custom(["t.T.test_a"], [])
+    r = grade_in_sandbox(inst, "diff --git a/x b/x\n", local_sandbox_factory(tmp_path / "no-repos"),
+                         log_dir=tmp_path / "logs")
+    assert r.status == ERROR and "SandboxError" in r.reason and "not a directory" in r.reason
+    assert "error: SandboxError" in (tmp_path / "logs" / inst["instance_id"] / "test_output.txt").read_text()
+    assert grade_in_sandbox(inst, "  \n", local_sandbox_factory(tmp_path / "no-repos")).status == EMPTY_PATCH
 
 
 # --- real Verified rows --------------------------------------------------------------------------------------
@@ -260,6 +306,35 @@ def test_oracle_predictions_and_resume(verified, tmp_path, shared_data):
     assert gen.calls == 2
 
 
+def test_prediction_resume_and_options_guard(tmp_path):
+    """Oracle predictions on the bundled tasks (no shared data): torn tail recovered by core.io.AppendLog, resume
+    generates only what is missing, other options into the same --out are refused (core.io.ResumeGuard)."""
+    from swe_srl import sample_tasks as st
+    from swe_srl.core.io import ResumeMismatch
+    from swe_srl.swe_eval import EvalConfig, run_eval
+
+    pytest.importorskip("unidiff")
+    rows = st.eval_instances()[:2]
+    for r in rows:
+        st.materialize_repo(r["instance_id"], tmp_path / "repos" / r["instance_id"])
+    ds = tmp_path / "ds.jsonl"
+    ds.write_text("".join(json.dumps(r) + "\n" for r in rows[:1]))
+    gen = FakeGen(["<think>x</think>\nno edits"])
+    cfg = EvalConfig(dataset=str(ds), out_dir=str(tmp_path / "out"), predictions_only=True,
+                     repos_dir=str(tmp_path / "repos"), generator=gen, model_name="fake", batch_size=1)
+    assert run_eval(cfg, log=lambda m: None)["total"] == 1 and gen.calls == 1
+    with open(tmp_path / "out" / "predictions.jsonl", "a") as f:
+        f.write('{"instance_id": "torn')
+    ds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run_eval(cfg, log=lambda m: None)
+    preds = [json.loads(x) for x in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert [p["instance_id"] for p in preds] == [r["instance_id"] for r in rows] and gen.calls == 2
+    cfg.temperature = 0.7
+    with pytest.raises(ResumeMismatch, match="temperature"):
+        run_eval(cfg, log=lambda m: None)
+    assert gen.calls == 2
+
+
 def test_format_violation_gives_empty_patch(tmp_path):
     from swe_srl.swe_eval.predict import repair_from_completion
 
@@ -278,9 +353,10 @@ def test_cli_math_dispatch(monkeypatch, tmp_path):
 
     seen = {}
 
-    def evaluate_math(model, benchmarks, **kw):
+    def evaluate_math(model, benchmarks, **kw):       # like the real one: the report goes to out_dir/report.md
         seen.update(model=model, benchmarks=benchmarks, **kw)
-        return {"table": "| bench | score |\n|---|---|\n| amc23 | 1.0 |"}
+        (Path(kw["out_dir"]) / "report.md").write_text("| bench | score |\n|---|---|\n| amc23 | 1.0 |\n")
+        return {"benchmarks": {"amc23": {"greedy": 1.0}}}
 
     mod = types.ModuleType("math_srl.evaluate")
     mod.evaluate_math = evaluate_math

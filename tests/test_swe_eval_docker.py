@@ -108,3 +108,50 @@ def test_agent_mode_scripted(calc_instance, tmp_path):
     assert gen_rec["reason"] == "submit" and gen_rec["steps"] == 4
     pred = json.loads((out / "predictions.jsonl").read_text().splitlines()[0])
     assert "-        return lo\n+        return hi" in pred["model_patch"]
+
+
+def test_missing_image_is_error_not_empty_patch(calc_instance, tmp_path):
+    from swe_srl.swe_eval import docker_sandbox_factory, grade_in_sandbox
+
+    inst = dict(calc_instance, instance_id="swe-srl__calc-missing", image="swe-srl/does-not-exist:latest")
+    r = grade_in_sandbox(inst, inst["patch"], docker_sandbox_factory(), log_dir=tmp_path / "logs")
+    assert r.status == "error" and "not found" in r.reason, r
+    # without an image field the swebench instance image name is used, and is missing too
+    del inst["image"]
+    r = grade_in_sandbox(inst, inst["patch"], docker_sandbox_factory(), log_dir=tmp_path / "logs")
+    assert r.status == "error" and "sweb.eval.x86_64.swe-srl__calc-missing:latest" in r.reason, r
+
+
+@pytest.fixture(scope="module")
+def bundled_images(docker_client, tmp_path_factory):
+    from swe_srl import sample_tasks as st
+
+    try:
+        docker_client.images.get(synthetic.BASE_IMAGE)
+    except Exception:
+        pytest.skip(f"{synthetic.BASE_IMAGE} missing: run bash docker/build_base_image.sh")
+    root = tmp_path_factory.mktemp("bundled")
+    out = {}
+    for inst in st.eval_instances():
+        repo = st.materialize_repo(inst["instance_id"], root / "repos" / inst["instance_id"])
+        out[inst["instance_id"]] = dict(inst, image=st.build_instance_image(docker_client, inst["instance_id"], repo))
+    return root, out
+
+
+def test_bundled_tasks_same_status_in_local_and_docker_sandbox(bundled_images, tmp_path):
+    """The quickstart's two branches: the SAME grader, a DockerSandbox of the task image or a LocalSandbox over the
+    materialized repo, gives the same status for gold / empty / wrong patches of every bundled task."""
+    from swe_srl.swe_eval import docker_sandbox_factory, grade_in_sandbox, local_sandbox_factory
+
+    root, instances = bundled_images
+    factories = {"docker": docker_sandbox_factory(), "local": local_sandbox_factory(root / "repos")}
+    expected = {"gold": ("resolved", None), "empty": ("empty_patch", "empty_patch"),
+                "wrong": ("unresolved", "tests_failed")}
+    for iid, inst in instances.items():
+        patches = {"gold": inst["patch"], "empty": "", "wrong": synthetic.bundled_wrong_patch(iid, tmp_path)}
+        got = {(name, kind): grade_in_sandbox(inst, p, f, log_dir=tmp_path / name / kind, timeout=120)
+               for name, f in factories.items() for kind, p in patches.items()}
+        for kind in patches:
+            d, loc = got[("docker", kind)], got[("local", kind)]
+            assert (d.status, d.reason) == (loc.status, loc.reason) == expected[kind], (iid, kind, d, loc)
+            assert d.tests.get("FAIL_TO_PASS") == loc.tests.get("FAIL_TO_PASS")

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from environments.sandbox import BASE_IMAGE, build_repo_image
 
 SAMPLE_DIR = Path(__file__).resolve().parent
 SWE_DIR = SAMPLE_DIR / "swe"
@@ -157,68 +161,55 @@ def _as_list(v: Any) -> list[str]:
 
 
 EVAL_SCRIPT = """#!/bin/bash
-# Eval script of a bundled sample task: apply the test patch, run the task's tests between the swebench markers.
+# Eval script of a bundled sample task, in the layout of swebench's: reset the test files to the base commit, apply
+# the test patch, run the task's tests between the swebench markers, reset the test files. It runs in the sandbox's
+# workdir (the repository), so the same script serves a DockerSandbox (/testbed) and a LocalSandbox (a host copy).
 set -uo pipefail
-cd /testbed
+git checkout {base_commit} -- {test_files}
 git apply -v - <<'EOF_SWE_SRL_TEST_PATCH'
 {test_patch}
 EOF_SWE_SRL_TEST_PATCH
 echo ">>>>> Start Test Output"
 {test_cmd} 2>&1
 echo ">>>>> End Test Output"
+git checkout {base_commit} -- {test_files}
 """
+
+
+def _patched_files(patch: str) -> list[str]:
+    """Paths a unified diff touches (``diff --git a/X b/X`` headers), in order."""
+    return list(dict.fromkeys(re.findall(r"^diff --git a/\S+ b/(\S+)$", patch, re.MULTILINE)))
 
 
 def eval_instances(tasks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The sample tasks as SWE-bench-like evaluation instances for `swe_srl.swe_eval` (custom-instance fields
-    ``eval_script`` and ``log_parser``; ``image`` is added by :func:`build_instance_image`)."""
+    ``eval_script`` and ``log_parser``, graded by ``swe_eval.grade_in_sandbox``; ``image`` is added by
+    :func:`build_instance_image`, a LocalSandbox needs none)."""
     out = []
     for t in tasks if tasks is not None else load_swe_tasks():
+        script = EVAL_SCRIPT.format(base_commit=t["base_commit"], test_files=" ".join(
+            shlex.quote(f) for f in _patched_files(t["test_patch"])), test_patch=t["test_patch"].rstrip("\n"),
+            test_cmd=t["test_cmd"])
         out.append({
             "instance_id": t["instance_id"], "repo": t["repo"], "base_commit": t["base_commit"],
             "problem_statement": t["problem_statement"], "patch": t.get("patch") or t["gold_patch"],
             "test_patch": t["test_patch"], "FAIL_TO_PASS": _as_list(t["FAIL_TO_PASS"]),
             "PASS_TO_PASS": _as_list(t["PASS_TO_PASS"]), "version": t.get("version", "1.0"),
-            "eval_script": EVAL_SCRIPT.format(test_patch=t["test_patch"].rstrip("\n"), test_cmd=t["test_cmd"]),
-            "log_parser": "unittest",
+            "eval_script": script, "log_parser": "unittest", "test_cmd": t["test_cmd"],
         })
     return out
 
 
 def build_instance_image(client: Any, task_id: str, repo: str | Path,
-                         base_image: str = "swe-srl/sandbox-base:latest") -> str:
+                         base_image: str = BASE_IMAGE) -> str:
     """Build ``swe-srl/sample-<task_id>:latest`` FROM the local base image with ``repo`` (a materialized git
     repo at the base commit) in /testbed. No registry is contacted. Returns the tag."""
-    from environments.sandbox import build_repo_image
-
     tag = f"swe-srl/sample-{task_id.lower().replace('__', '-')}:latest"
     return build_repo_image(client, repo, tag, base_image=base_image, labels={"swe-srl.sample": "1"})
 
 
-def grade_locally(instance: dict[str, Any], patch: str, timeout: float = 120) -> str:
-    """Grade a patch without Docker (NOT isolated): fresh checkout, model patch, test patch, FAIL_TO_PASS and
-    PASS_TO_PASS run with unittest. Returns resolved | unresolved | empty_patch."""
-    import tempfile
-
-    if not (patch or "").strip():
-        return "empty_patch"
-    with tempfile.TemporaryDirectory(prefix="swe-srl-grade-") as tmp:
-        repo = materialize_repo(instance["instance_id"], Path(tmp) / "repo")
-        try:
-            apply_patch(repo, patch)
-            apply_patch(repo, instance["test_patch"])
-        except RuntimeError:
-            return "unresolved"
-        ids = list(instance["FAIL_TO_PASS"]) + list(instance["PASS_TO_PASS"])
-        try:
-            ok = run_test_ids(repo, ids, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return "unresolved"
-        return "resolved" if all(ok.values()) else "unresolved"
-
-
 __all__ = [
-    "build_instance_image", "eval_instances", "grade_locally",
+    "build_instance_image", "eval_instances",
     "SAMPLE_DIR", "SANDBOX_REPO_DIR", "apply_patch", "base_commit", "git", "list_task_ids", "load_math_tasks",
     "load_swe_task", "load_swe_tasks", "materialize_repo", "repo_files", "run_test_ids", "trajectory_path",
 ]

@@ -1,11 +1,14 @@
-"""SWE-bench evaluation: oracle file edit / end-to-end (Agentless-mini style) / agent modes, the swebench harness
-and a local-image path. Entry point: ``run_eval(EvalConfig(...))`` (``swe-srl eval``)."""
+"""SWE-bench evaluation: oracle file edit / end-to-end (Agentless-mini style) / agent modes, graded by one path
+(``grade_in_sandbox``: swebench's eval script in a Sandbox, swebench's own report) or by the official swebench
+harness for prebuilt images. Entry point: ``run_eval(EvalConfig(...))`` (``swe-srl eval``)."""
 
 from .dataset import load_instances, oracle_files
 from .edits import answer_to_patch, apply_edits, make_unified_diff, parse_edits, validate_patch
-from .grading import EMPTY_PATCH, ERROR, RESOLVED, STATUSES, UNRESOLVED, InstanceResult
+from .grading import (EMPTY_PATCH, ERROR, RESOLVED, STATUSES, UNRESOLVED, InstanceResult, docker_sandbox_factory,
+                      grade_in_sandbox, local_sandbox_factory, register_log_parser, instance_test_spec)
 from .runner import EvalConfig, run_eval
 
 __all__ = ["EvalConfig", "run_eval", "load_instances", "oracle_files", "answer_to_patch", "apply_edits",
            "parse_edits", "make_unified_diff", "validate_patch", "InstanceResult", "RESOLVED", "UNRESOLVED",
-           "EMPTY_PATCH", "ERROR", "STATUSES"]
+           "EMPTY_PATCH", "ERROR", "STATUSES", "grade_in_sandbox", "docker_sandbox_factory", "local_sandbox_factory",
+           "register_log_parser", "instance_test_spec"]

@@ -8,40 +8,29 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from environments.prompting import build_messages
+from environments.tools import ToolRuntime
+
 from ..core.format import parse_completion
 from ..core.toolcall import parse_single_tool_call
 from ..generation import Generator, SamplingParams
+from .grading import docker_sandbox_factory
 
 STOP_TOOLS = ("submit", "finish")
 FORMAT_ERROR_OBS = ("Your last answer was not valid ({violation}). Answer with <think>...</think> followed by "
                     "exactly one tool call.")
 
 
-def docker_sandbox_cls() -> Any:
-    try:
-        from environments.sandbox import DockerSandbox
-    except ImportError:
-        from environments.sandbox.docker_sandbox import DockerSandbox
-    return DockerSandbox
-
-
 def make_instance_sandbox(instance: dict[str, Any], *, namespace: str | None = None) -> Any:
-    """A DockerSandbox of the instance image (custom ``image`` field, else swebench's instance image key)."""
-    image = instance.get("image")
-    if not image:
-        from swebench.harness.test_spec.test_spec import make_test_spec
-
-        image = make_test_spec(instance, namespace=namespace).instance_image_key
-    return docker_sandbox_cls()(image, workdir=instance.get("workdir") or "/testbed", network=False)
+    """A DockerSandbox of the instance image (custom ``image`` field, else its swebench instance image name), the
+    same sandbox the grader uses (``grading.docker_sandbox_factory``)."""
+    return docker_sandbox_factory(namespace)(instance)
 
 
 def run_agent(instance: dict[str, Any], generator: Generator, params: SamplingParams, *, max_steps: int = 30,
               sandbox_factory: Callable[[dict[str, Any]], Any] | None = None, history_k: int | None = None,
               obs_max_chars: int | None = 10_000, command_timeout: int = 120) -> dict[str, Any]:
     """Run one episode. Returns {model_patch, reason, steps, trajectory, seconds}; never raises."""
-    from environments.prompting import build_messages
-    from environments.tools import ToolRuntime
-
     t0 = time.time()
     history: list[tuple[str, str | None]] = []
     traj: list[dict[str, Any]] = []

@@ -1,4 +1,6 @@
-"""The official swebench (4.1.x) Docker harness, run as a subprocess in ``out_dir/harness`` with a fresh run_id.
+"""The official swebench (4.1.x) Docker harness, run as a subprocess in ``out_dir/harness`` with a fresh run_id,
+for users with prebuilt instance images. Its per-instance ``report.json`` / logs are mapped to the same
+``InstanceResult`` statuses as the sandbox grader (``grading.status_of``) and written by the same report writer.
 
 ``--namespace swebench`` (default) pulls the prebuilt ``swebench/sweb.eval.x86_64.*`` instance images instead of
 building them; pass ``namespace=None`` to let swebench build base/env/instance images itself.
@@ -14,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .grading import EMPTY_PATCH, ERROR, RESOLVED, UNRESOLVED, InstanceResult
+from .grading import EMPTY_PATCH, ERROR, InstanceResult, status_of
 
 
 def new_run_id(prefix: str = "swe-srl") -> str:
@@ -26,6 +28,8 @@ def run_harness(instances: list[dict[str, Any]], predictions: dict[str, dict[str
                 dataset_name: str, split: str = "test", max_workers: int = 4, timeout: int = 1800,
                 namespace: str | None = "swebench", run_id: str | None = None,
                 cache_level: str = "env") -> list[InstanceResult]:
+    from swebench.harness.constants import LOG_INSTANCE, LOG_REPORT, LOG_TEST_OUTPUT, RUN_EVALUATION_LOG_DIR
+
     out = Path(out_dir) / "harness"
     out.mkdir(parents=True, exist_ok=True)
     run_id = run_id or new_run_id()
@@ -52,24 +56,16 @@ def run_harness(instances: list[dict[str, Any]], predictions: dict[str, dict[str
         harness_rc = proc.returncode
     else:
         harness_rc = 0
-    log_root = out / "logs" / "run_evaluation" / run_id
+    log_root = out / RUN_EVALUATION_LOG_DIR / run_id
     for pred in todo:
         iid = pred["instance_id"]
-        model_dir = str(pred.get("model_name_or_path", "None")).replace("/", "__")
-        d = log_root / model_dir / iid
+        d = log_root / str(pred.get("model_name_or_path", "None")).replace("/", "__") / iid
         repo = next((i.get("repo", "") for i in instances if i["instance_id"] == iid), "")
-        rep = d / "report.json"
-        if rep.exists():
-            r = json.loads(rep.read_text()).get(iid, {})
-            ok = bool(r.get("resolved"))
-            results[iid] = InstanceResult(iid, RESOLVED if ok else UNRESOLVED, None if ok else "tests_failed",
-                                          tests=r.get("tests_status", {}), repo=repo)
-            continue
-        run_log = d / "run_instance.log"
-        text = run_log.read_text(errors="replace") if run_log.exists() else ""
-        if ">>>>> Patch Apply Failed" in text:
-            results[iid] = InstanceResult(iid, UNRESOLVED, "patch_apply_failed", repo=repo)
-        else:
-            why = "no report (see harness log)" if harness_rc == 0 else f"harness exit {harness_rc}"
-            results[iid] = InstanceResult(iid, ERROR, why, repo=repo)
+        rep = d / LOG_REPORT
+        entry = json.loads(rep.read_text()).get(iid, {}) if rep.exists() else None
+        text = "\n".join(p.read_text(errors="replace") for p in (d / LOG_INSTANCE, d / LOG_TEST_OUTPUT) if p.exists())
+        status, reason = status_of(entry, text)
+        if status == ERROR:
+            reason = "no report (see harness log)" if harness_rc == 0 else f"harness exit {harness_rc}"
+        results[iid] = InstanceResult(iid, status, reason, tests=(entry or {}).get("tests_status", {}), repo=repo)
     return [results[i["instance_id"]] for i in instances]

@@ -5,11 +5,11 @@ a rerun skips instances already present (resume)."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ..core.io import AppendLog
 from ..generation import Generator, SamplingParams
 from .dataset import oracle_files
 from .edits import answer_to_patch
@@ -20,32 +20,34 @@ MODES = ("oracle", "e2e", "agent")
 
 
 class PredictionWriter:
-    """Append-only, flushed per record; ``done`` holds ids already written (resume)."""
+    """``predictions.jsonl`` (swebench format) and ``generations.jsonl`` (details) as ``core.io.AppendLog``s: whole
+    lines, fsynced, a torn tail cut off on open. ``done`` holds the ids already in ``predictions.jsonl`` (resume);
+    the details are written first, so an id is done only once both lines are on disk."""
 
     def __init__(self, out_dir: str | Path) -> None:
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.pred_path = self.dir / "predictions.jsonl"
         self.gen_path = self.dir / "generations.jsonl"
-        self.done: set[str] = set()
-        if self.pred_path.exists():
-            good = []
-            for line in self.pred_path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # torn last line after a crash: drop it
-                    continue
-                good.append(line)
-                self.done.add(rec["instance_id"])
-            self.pred_path.write_text("".join(x + "\n" for x in good))
+        self._preds = AppendLog(self.pred_path)
+        self._gens = AppendLog(self.gen_path)
+        self._gens.records.clear()             # details are never read back: keep them out of memory
+        self.done: set[str] = {r["instance_id"] for r in self._preds.records if "instance_id" in r}
 
     def write(self, pred: dict[str, Any], details: dict[str, Any]) -> None:
-        for path, rec in ((self.gen_path, {**pred, **details}), (self.pred_path, pred)):
-            with open(path, "a") as f:
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+        self._gens.write_lines([json.dumps({**pred, **details}, ensure_ascii=False, default=str)])
+        self._preds.append(pred)
         self.done.add(pred["instance_id"])
+
+    def close(self) -> None:
+        self._gens.close()
+        self._preds.close()
+
+    def __enter__(self) -> "PredictionWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:

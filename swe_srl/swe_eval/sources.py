@@ -14,8 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any, Callable, Protocol
+
+from environments.sandbox import DockerSandbox
 
 SKIP_DIRS = {".git", "__pycache__", ".tox", ".eggs", "node_modules", ".mypy_cache", ".pytest_cache"}
 
@@ -135,8 +138,6 @@ class ImageSource(_Cached):
         self.workdir = workdir
 
     def _with_sandbox(self, inst: dict[str, Any], fn: Callable[[Any], Any]) -> Any:
-        from environments.sandbox import DockerSandbox
-
         with DockerSandbox(self.image_for(inst), workdir=self.workdir) as sb:
             return fn(sb)
 
@@ -169,6 +170,4 @@ class ImageSource(_Cached):
 
 
 def _shq(s: str) -> str:
-    import shlex
-
     return shlex.quote(s)
