@@ -1,7 +1,9 @@
 """The SWE collector: native trajectory files -> step records (``steps.jsonl``) + ``manifest.json`` + stats PNG.
 
 One StepStore unit = one trajectory (a JSON file, or one row of a jsonl file); a file that cannot be read at all
-is one skipped unit. Rerunning into the same directory skips finished units (crash-safe via StepStore).
+is one skipped unit. Rerunning into the same directory skips finished units (crash-safe via StepStore); the
+options that change the records are kept in ``options.json`` and a resume with other ones is refused.
+Middle layer: the caller passes the tokenizer for token budgets (swe_srl.commands.collect loads it).
 Per-unit statistics live in the StepStore ledger, so the manifest is rebuilt from the ledger on every run and
 always describes the whole directory (this run and earlier ones).
 """
@@ -10,10 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import platform
-import sys
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -21,22 +20,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from environments.prompting import build_messages
-from environments.trajectories import FORMAT_CHOICES, TrajectoryFormatError, discover, iter_file
-from environments.trajectories._util import swebench_image
-from environments.trajectory import Trajectory
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from swe_srl.core.io import ResumeGuard, ResumeMismatch, versions
 from swe_srl.core.schema import SCHEMA_VERSION, StepRecord
 from swe_srl.core.store import LEDGER_FILE, StepStore, length_stats
+
+from .prompting import build_messages
+from .replay import replay_trajectory
+from .sandbox.images import instance_image_name
+from .trajectories import FORMAT_CHOICES, TrajectoryFormatError, discover, iter_file
+from .trajectory import Trajectory
 
 REPLAY_CHOICES = ("none", "docker", "local")
 DIVERGENCE_CHOICES = ("keep", "drop", "stop")
 STATS_PNG = "stats.png"
+OPTIONS_FILE = "options.json"
 #: options that change the step records; a resume with different values is refused
 BUILD_OPTIONS = ("fmt", "history_k", "obs_max_chars", "obs_max_tokens", "max_prompt_tokens", "tokenizer",
                  "only_resolved", "replay", "on_divergence", "sandbox_map")
-
-
-_CRASH_AFTER = int(os.environ.get("SWE_SRL_TEST_CRASH_AFTER_UNITS", "0") or 0)
 
 
 class CollectError(RuntimeError):
@@ -76,20 +78,7 @@ class CollectOptions:
             raise CollectError(f"--workers: must be >= 1, got {self.workers}")
 
 
-# -- tokenizer ------------------------------------------------------------------------------------------------
-_TOKENIZERS: dict[str, Any] = {}
-
-
-def load_tokenizer(name: str) -> Any:
-    if name not in _TOKENIZERS:
-        from transformers import AutoTokenizer
-
-        from swe_srl.models import resolve_model
-
-        _TOKENIZERS[name] = AutoTokenizer.from_pretrained(resolve_model(name))
-    return _TOKENIZERS[name]
-
-
+# -- tokens -----------------------------------------------------------------------------------------------------
 def prompt_token_count(prompt: list[dict[str, str]], tokenizer: Any) -> int:
     """Tokens of the prompt as the model sees it (chat template + generation prompt when the tokenizer has one)."""
     if getattr(tokenizer, "chat_template", None):
@@ -154,7 +143,7 @@ def build_steps(traj: Trajectory, *, unit: str | None = None, history_k: int | N
     return records, info
 
 
-# -- per-file work (runs in worker processes when --workers > 1; replays run in threads, see collect_swe) --
+# -- per-file work (runs in worker processes when --workers > 1; replays run in threads, see _CollectRun) --
 @dataclass
 class UnitResult:
     unit: str
@@ -174,9 +163,9 @@ def _filter_reason(traj: Trajectory, opts: CollectOptions) -> str | None:
 
 
 def process_file(path: str, opts: CollectOptions, done: frozenset[str] = frozenset(),
-                 build: bool = True) -> list[UnitResult]:
-    tokenizer = load_tokenizer(opts.tokenizer) if opts.tokenizer and (
-        opts.max_prompt_tokens is not None or opts.obs_max_tokens is not None) else None
+                 build: bool = True, *, tokenizer: Any = None) -> list[UnitResult]:
+    """The units of one input file, filtered, and built into step records unless ``build`` is false (a replay
+    follows). ``tokenizer``: for the token budgets of ``opts``."""
     out: list[UnitResult] = []
     for unit, item in iter_file(path, opts.fmt):
         if unit in done:
@@ -205,10 +194,6 @@ def process_file(path: str, opts: CollectOptions, done: frozenset[str] = frozens
     return out
 
 
-def _process_star(args: tuple[str, CollectOptions, frozenset[str], bool]) -> list[UnitResult]:
-    return process_file(*args)
-
-
 # -- replay -----------------------------------------------------------------------------------------------------
 def load_sandbox_map(path: str | None) -> dict[str, Any]:
     if not path:
@@ -224,24 +209,16 @@ def load_sandbox_map(path: str | None) -> dict[str, Any]:
 
 
 def sandbox_for(traj: Trajectory, sandbox_map: dict[str, Any], backend: str) -> dict[str, Any]:
-    """image / repo_path / commit of an instance: user map first, then recorded image, then the SWE-bench name."""
+    """image / repo_path / commit of an instance: user map first, then the recorded image, then the SWE-bench
+    instance image name (environments.sandbox.images.instance_image_name, the name swebench gives it)."""
     entry = sandbox_map.get(traj.instance_id)
     if isinstance(entry, str):
         return {"image": entry, "repo_path": None, "commit": None}
     if isinstance(entry, dict):
         return {"image": entry.get("image"), "repo_path": entry.get("repo_path"),
                 "commit": entry.get("commit") or traj.base_commit}
-    image = traj.meta.get("image") or swebench_image(traj.instance_id)
+    image = traj.meta.get("image") or instance_image_name(traj.instance_id)
     return {"image": image if backend == "docker" else None, "repo_path": None, "commit": traj.base_commit}
-
-
-def _replay_fn() -> Callable[..., Any]:
-    try:
-        from environments.replay import replay_trajectory  # type: ignore[import-not-found]
-    except ImportError as e:
-        raise CollectError(f"--replay: the replay engine (environments.replay) is not available ({e}); "
-                           f"use --replay none") from None
-    return replay_trajectory
 
 
 def _run_replay(res: UnitResult, opts: CollectOptions, replay: Callable[..., Any],
@@ -300,16 +277,8 @@ def _apply_replay(res: UnitResult, opts: CollectOptions, replay: Callable[..., A
 
 
 # -- manifest -----------------------------------------------------------------------------------------------
-def _versions(opts: CollectOptions) -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for p in ("swe-srl", "transformers", "tokenizers"):
-        try:
-            out[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+def _versions() -> dict[str, str]:
+    return {"python": platform.python_version(), **versions(("swe-srl", "transformers", "tokenizers"))}
 
 
 def build_manifest(out_dir: Path, *, inputs: list[str], opts: CollectOptions, discovered: dict[str, Any],
@@ -359,7 +328,7 @@ def build_manifest(out_dir: Path, *, inputs: list[str], opts: CollectOptions, di
         "task": "swe",
         "schema_version": SCHEMA_VERSION,
         "inputs": inputs,
-        "options": {k: v for k, v in asdict(opts).items() if k in BUILD_OPTIONS},
+        "options": _build_options(opts),
         "files": discovered,
         "trajectories": {**{k: totals[k] for k in ("read", "used", "skipped")}, "per_format": per_format},
         "steps": {"total": totals["steps"], "per_tool": dict(tools.most_common()),
@@ -367,7 +336,7 @@ def build_manifest(out_dir: Path, *, inputs: list[str], opts: CollectOptions, di
         "lengths": {"prompt_chars": length_stats(prompt_chars), "target_chars": length_stats(target_chars),
                     "steps_per_trajectory": length_stats(steps_per_traj)},
         "this_run": run_stats,
-        "versions": _versions(opts),
+        "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }
     if prompt_tokens:
@@ -403,26 +372,136 @@ def write_stats_png(path: Path, plot: dict[str, Any]) -> Path | None:
 
 
 # -- driver -------------------------------------------------------------------------------------------------
-def _check_resume_options(store_dir: Path, opts: CollectOptions) -> None:
-    mp = store_dir / "manifest.json"
-    if not mp.exists():
-        return
+def _build_options(opts: CollectOptions) -> dict[str, Any]:
+    return {k: v for k, v in asdict(opts).items() if k in BUILD_OPTIONS}
+
+
+def _check_resume_options(store_dir: Path, opts: CollectOptions, resume: bool) -> None:
+    """The options that change the records are kept in ``options.json``; a resume with others is refused."""
+    guard = ResumeGuard(store_dir, OPTIONS_FILE, what="--out (or --no-resume)")
+    if not resume:
+        guard.path.unlink(missing_ok=True)
     try:
-        old = json.loads(mp.read_text(encoding="utf-8")).get("options", {})
-    except (OSError, json.JSONDecodeError):
-        return
-    new = {k: v for k, v in asdict(opts).items() if k in BUILD_OPTIONS}
-    diff = [k for k in BUILD_OPTIONS if k in old and old.get(k) != new.get(k)]
-    if diff:
-        raise CollectError(f"{store_dir}: was collected with different options ({', '.join(diff)}); "
-                           f"use a fresh --out or --no-resume")
+        guard.check(_build_options(opts))
+    except ResumeMismatch as e:
+        raise CollectError(str(e)) from None
+
+
+def _init_worker(tokenizer: Any) -> None:
+    """Process-pool initializer: the tokenizer is sent to each worker once, not with every file."""
+    _WORKER_TOKENIZER[0] = tokenizer
+
+
+def _process_star(args: tuple[str, CollectOptions, frozenset[str], bool]) -> list[UnitResult]:
+    return process_file(*args, tokenizer=_WORKER_TOKENIZER[0])
+
+
+_WORKER_TOKENIZER: list[Any] = [None]
+
+
+class _CollectRun:
+    """State of one collect_swe run: the store, the queue of units waiting to be committed, counters.
+
+    Units are committed strictly in input order (deterministic ledger and steps.jsonl whatever the worker count).
+    With a replay and ``workers`` N > 1, up to N replays run at once in a thread pool (the work happens in sandbox
+    containers / subprocesses, the threads only wait on them), at most 2N are in flight, and finished replays wait
+    for the ones before them. A crash loses only the in-flight units (redone on resume).
+    """
+
+    def __init__(self, store: StepStore, opts: CollectOptions, *, replay: Callable[..., Any] | None,
+                 sandbox_map: dict[str, Any], tokenizer: Any, on_unit: Callable[[UnitResult], None] | None) -> None:
+        self.store, self.opts, self.replay, self.smap = store, opts, replay, sandbox_map
+        self.tokenizer, self.on_unit = tokenizer, on_unit
+        self.counts: Counter[str] = Counter()
+        self.seen_units = 0
+        self.stopped = False
+        self.pending: deque[tuple[UnitResult, Future | None]] = deque()
+        self.pool = (ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="replay")
+                     if replay is not None and opts.workers > 1 else None)
+
+    @property
+    def max_pending(self) -> int:
+        return 2 * self.opts.workers if self.pool is not None else 0
+
+    def commit(self, r: UnitResult) -> None:
+        info = dict(r.info)
+        if r.status == "ok":
+            self.store.commit(r.unit, r.records, **info)
+            self.counts["units_ok"] += 1
+            self.counts["steps_written"] += len(r.records)
+        else:
+            self.store.skip(r.unit, info.pop("reason", "skipped"), **info)
+            self.counts["units_skipped"] += 1
+        if self.on_unit is not None:
+            self.on_unit(r)
+
+    def drain(self, block_until: int) -> None:
+        """Commit finished heads of the queue; block while more than ``block_until`` units are pending."""
+        while self.pending:
+            r, fut = self.pending[0]
+            if fut is not None and not fut.done() and len(self.pending) <= block_until:
+                return
+            self.pending.popleft()
+            if fut is not None:
+                r = _finish_replay(r, self.opts, *fut.result(), self.tokenizer)
+            self.commit(r)
+
+    def add(self, r: UnitResult) -> None:
+        """Queue one unit (replaying it first when asked) and commit what is ready."""
+        fut = None
+        if r.status == "ok" and self.replay is not None:
+            if self.pool is None:
+                r = _apply_replay(r, self.opts, self.replay, self.smap, self.tokenizer)
+            else:
+                fut = self.pool.submit(_run_replay, r, self.opts, self.replay, self.smap)
+        self.pending.append((r, fut))
+        self.drain(self.max_pending)
+
+    def handle(self, results: list[UnitResult]) -> None:
+        """The units of one file; sets ``stopped`` once --limit units have been seen."""
+        for r in results:
+            if self.stopped:
+                return
+            if self.opts.limit is not None and self.seen_units >= self.opts.limit:
+                self.stopped = True
+                return
+            self.seen_units += 1
+            if self.store.is_done(r.unit):
+                self.counts["units_already_done"] += 1
+                continue
+            self.add(r)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _file_results(todo: list[str], opts: CollectOptions, done: frozenset[str], build: bool,
+                  tokenizer: Any) -> Iterator[list[UnitResult]]:
+    """Per-file unit results in input order: in this process, or from a pool of ``opts.workers`` processes."""
+    if opts.workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=opts.workers, initializer=_init_worker,
+                                 initargs=(tokenizer,)) as pool:
+            yield from pool.map(_process_star, [(p, opts, done, build) for p in todo], chunksize=1)
+    else:
+        for p in todo:
+            yield process_file(p, opts, done, build, tokenizer=tokenizer)
 
 
 def collect_swe(paths: list[str], out_dir: str | Path, opts: CollectOptions | None = None, *, resume: bool = True,
-                progress: bool = True, on_unit: Callable[[UnitResult], None] | None = None) -> dict[str, Any]:
-    """Collect step data from trajectory files/directories into out_dir; returns the manifest."""
+                progress: bool = True, on_unit: Callable[[UnitResult], None] | None = None, tokenizer: Any = None,
+                replay: Callable[..., Any] = replay_trajectory) -> dict[str, Any]:
+    """Collect step data from trajectory files/directories into out_dir; returns the manifest.
+
+    ``tokenizer`` (anything with ``encode``/``decode``, optionally ``apply_chat_template``) is required with the
+    token budgets (--max-prompt-tokens, --obs-max-tokens); ``opts.tokenizer`` is only its name, recorded in the
+    manifest. The caller loads it (swe_srl.commands.collect: swe_srl.models.resolve_model + AutoTokenizer).
+    ``replay`` is the replay engine used with ``opts.replay`` != "none" (environments.replay.replay_trajectory).
+    """
     opts = opts or CollectOptions()
     opts.validate()
+    if (opts.max_prompt_tokens is not None or opts.obs_max_tokens is not None) and tokenizer is None:
+        raise CollectError(f"--tokenizer {opts.tokenizer}: no tokenizer was passed to collect_swe(tokenizer=...)")
     started = time.time()
     out_dir = Path(out_dir)
     try:
@@ -430,107 +509,35 @@ def collect_swe(paths: list[str], out_dir: str | Path, opts: CollectOptions | No
     except FileNotFoundError as e:
         raise CollectError(f"--trajectories: {e}") from None
     smap = load_sandbox_map(opts.sandbox_map)
-    replay = _replay_fn() if opts.replay != "none" else None
-    if resume:
-        _check_resume_options(out_dir, opts)
-    tokenizer = None
-    if opts.tokenizer and (opts.max_prompt_tokens is not None or opts.obs_max_tokens is not None):
-        try:
-            tokenizer = load_tokenizer(opts.tokenizer)
-        except Exception as e:
-            raise CollectError(f"--tokenizer {opts.tokenizer}: cannot load ({type(e).__name__}: {e})") from None
+    _check_resume_options(out_dir, opts, resume)
     discovered = {"input_files": len(files), "ignored_files": ignored,
                   "superseded_llm_completions": sum(len(f.superseded) for f in files)}
     inputs = [str(Path(p).resolve()) for p in paths]
-    run = Counter()
+    use_replay = replay if opts.replay != "none" else None
     with StepStore(out_dir, resume=resume) as store:
         store.write_manifest(build_manifest(out_dir, inputs=inputs, opts=opts, discovered=discovered,
                                             started=started, run_stats={"status": "running"}) | {"_plot": None})
-        todo = [f for f in files if not store.is_done(str(f.path))]
-        run["files_already_done"] = len(files) - len(todo)
-        seen_units = 0
-        stop = False
-        # Units are committed strictly in input order (deterministic ledger and steps.jsonl whatever the worker
-        # count). With --replay and --workers N, up to N replays run at once in a thread pool (the work happens in
-        # sandbox containers / subprocesses, the threads only wait on them), at most 2N are in flight, and
-        # finished replays wait for the ones before them. A crash loses only the in-flight units (redone on resume).
-        replay_pool = (ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="replay")
-                       if replay is not None and opts.workers > 1 else None)
-        pending: deque[tuple[UnitResult, Future | None]] = deque()
-
-        def commit(r: UnitResult) -> None:
-            info = {k: v for k, v in r.info.items()}
-            if r.status == "ok":
-                store.commit(r.unit, r.records, **info)
-                run["units_ok"] += 1
-                run["steps_written"] += len(r.records)
-            else:
-                store.skip(r.unit, info.pop("reason", "skipped"), **info)
-                run["units_skipped"] += 1
-            if on_unit is not None:
-                on_unit(r)
-            if _CRASH_AFTER and run["units_ok"] + run["units_skipped"] >= _CRASH_AFTER:
-                os.kill(os.getpid(), signal.SIGKILL)  # test hook: a real crash mid-run
-
-        def drain(block_until: int) -> None:
-            """Commit finished heads of the queue; block while more than ``block_until`` units are pending."""
-            while pending:
-                r, fut = pending[0]
-                if fut is not None and not fut.done() and len(pending) <= block_until:
-                    return
-                pending.popleft()
-                if fut is not None:
-                    r = _finish_replay(r, opts, *fut.result(), tokenizer)
-                commit(r)
-
-        def handle(results: list[UnitResult]) -> None:
-            nonlocal seen_units, stop
-            for r in results:
-                if stop:
-                    return
-                if opts.limit is not None and seen_units >= opts.limit:
-                    stop = True
-                    return
-                seen_units += 1
-                if store.is_done(r.unit):
-                    run["units_already_done"] += 1
-                    continue
-                fut = None
-                if r.status == "ok" and replay is not None:
-                    if replay_pool is None:
-                        r = _apply_replay(r, opts, replay, smap, tokenizer)
-                    else:
-                        fut = replay_pool.submit(_run_replay, r, opts, replay, smap)
-                pending.append((r, fut))
-                drain(2 * opts.workers if replay_pool is not None else 0)
-
-        build_in_worker = replay is None
-        prog_ctx = _progress(progress, len(todo))
+        todo = [str(f.path) for f in files if not store.is_done(str(f.path))]
+        run = _CollectRun(store, opts, replay=use_replay, sandbox_map=smap, tokenizer=tokenizer, on_unit=on_unit)
+        run.counts["files_already_done"] = len(files) - len(todo)
+        # with a replay, steps are built after it (from the regenerated observations), not in the file workers
+        results = _file_results(todo, opts, frozenset(store.ledger), use_replay is None, tokenizer)
         try:
-            with prog_ctx as (advance, _):
-                if opts.workers > 1 and len(todo) > 1:
-                    done = frozenset(store.ledger)
-                    with ProcessPoolExecutor(max_workers=opts.workers) as pool:
-                        args = [(str(f.path), opts, done, build_in_worker) for f in todo]
-                        for results in pool.map(_process_star, args, chunksize=1):
-                            handle(results)
-                            advance()
-                            if stop:
-                                break
-                else:
-                    for f in todo:
-                        handle(process_file(str(f.path), opts, frozenset(store.ledger), build_in_worker))
-                        advance()
-                        if stop:
-                            break
-                drain(0)
+            with _progress(progress, len(todo)) as (advance, _):
+                for file_results in results:
+                    run.handle(file_results)
+                    advance()
+                    if run.stopped:
+                        break
+                run.drain(0)
         finally:
-            if replay_pool is not None:
-                replay_pool.shutdown(wait=True, cancel_futures=True)
-        run["seconds"] = round(time.time() - started, 3)
-        run["status"] = "complete" if not stop else f"stopped at --limit {opts.limit}"
+            results.close()
+            run.close()
+        stats: dict[str, Any] = dict(run.counts)
+        stats["seconds"] = round(time.time() - started, 3)
+        stats["status"] = "complete" if not run.stopped else f"stopped at --limit {opts.limit}"
         manifest = build_manifest(out_dir, inputs=inputs, opts=opts, discovered=discovered, started=started,
-                                  run_stats=dict(run))
+                                  run_stats=stats)
         plot = manifest.pop("_plot")
         png = write_stats_png(out_dir / STATS_PNG, plot)
         manifest["stats_png"] = png.name if png else None
@@ -539,40 +546,21 @@ def collect_swe(paths: list[str], out_dir: str | Path, opts: CollectOptions | No
 
 
 class _progress:
-    """rich progress bar over files (a no-op when disabled or rich is missing)."""
+    """rich progress bar over files (a no-op when disabled)."""
 
     def __init__(self, enabled: bool, total: int) -> None:
         self.enabled, self.total = enabled, total
-        self._p = None
+        self._p: Progress | None = None
 
     def __enter__(self) -> tuple[Callable[[], None], Any]:
-        if self.enabled:
-            try:
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-                self._p = Progress(TextColumn("collect"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                   transient=False, console=None)
-                self._p.__enter__()
-                task = self._p.add_task("files", total=self.total)
-                return (lambda: self._p.advance(task)), self._p  # type: ignore[union-attr]
-            except ImportError:
-                self._p = None
-        return (lambda: None), None
+        if not self.enabled:
+            return (lambda: None), None
+        p = self._p = Progress(TextColumn("collect"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                               transient=False, console=None)
+        p.__enter__()
+        task = p.add_task("files", total=self.total)
+        return (lambda: p.advance(task)), p
 
     def __exit__(self, *exc: Any) -> None:
         if self._p is not None:
             self._p.__exit__(*exc)
-
-
-def iter_steps_of_paths(paths: list[str], **build_kwargs: Any) -> Iterator[StepRecord]:
-    """Parse + build without writing (benchmarks, quick checks)."""
-    files, _ = discover(paths)
-    for f in files:
-        for unit, item in iter_file(f.path):
-            if isinstance(item, Trajectory) and item.steps:
-                records, _ = build_steps(item, unit=unit, **build_kwargs)
-                yield from records
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(json.dumps(collect_swe(sys.argv[1:-1], sys.argv[-1]), indent=2)[:2000])

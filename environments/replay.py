@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from swe_srl.core.toolcall import ToolCallError, parse_single_tool_call
 
 from .sandbox import BASE_IMAGE, SandboxError, make_sandbox
+from .sandbox.images import instance_image_name
 from .tools import ToolRuntime, UnsupportedTool
 from .trajectory import Trajectory
 
@@ -39,19 +40,6 @@ class ReplayResult:
     def mean_fidelity(self) -> float | None:
         vals = [f for f in self.step_fidelity if f is not None]
         return sum(vals) / len(vals) if vals else None
-
-
-def default_image_for(instance_id: str, *, namespace: str | None = None, arch: str = "x86_64",
-                      tag: str | None = None) -> str:
-    """swebench's instance image name: ``sweb.eval.<arch>.<instance_id lowercased>`` for locally built images
-    (swebench >= 3: TestSpec.instance_image_key). Only the remote (namespaced, e.g. ``swebench/``) name has ``__``
-    replaced by ``_1776_``, since Docker Hub repository names cannot hold ``__``."""
-    key = f"sweb.eval.{arch}.{instance_id.lower()}"
-    if tag:
-        key += f":{tag}"
-    if namespace:
-        key = f"{namespace}/{key}".replace("__", "_1776_")
-    return key
 
 
 # -- normalization / similarity ---------------------------------------------------------------------------------
@@ -126,7 +114,7 @@ def replay_trajectory(traj: Trajectory, *, backend: str = "docker", image: str |
     """Re-execute every action of ``traj`` in a fresh sandbox and score it against the recording.
 
     backend "docker": ``image`` (default: swe-srl/sandbox-base:latest when ``repo_path`` is given, else the
-    swebench instance image ``default_image_for(traj.instance_id)``), optionally ``repo_path`` copied to
+    swebench instance image ``instance_image_name(traj.instance_id)``), optionally ``repo_path`` copied to
     ``workdir``; backend "local": a temporary copy of ``repo_path``. ``base_commit`` defaults to
     ``traj.base_commit``. Never raises for a failing action or an infrastructure error: see ``error``.
     """
@@ -136,7 +124,7 @@ def replay_trajectory(traj: Trajectory, *, backend: str = "docker", image: str |
     unsupported: list[int] = []
     base_commit = base_commit or traj.base_commit
     if backend == "docker" and image is None:
-        image = BASE_IMAGE if repo_path is not None else default_image_for(traj.instance_id)
+        image = BASE_IMAGE if repo_path is not None else instance_image_name(traj.instance_id)
     error = None
     patch = None
     roots = _recorded_roots(traj)

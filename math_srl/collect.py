@@ -12,7 +12,6 @@ questions that yield at least one instance, and recorded in the manifest and in 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from swe_srl.core import SCHEMA_VERSION, StepRecord, StepStore, iter_steps, length_stats
+from swe_srl.core.generation import Generator
+from swe_srl.core.io import ResumeGuard, file_sha256
 
 from .decompose import MAX_CHARS, MIN_CHARS, Decomposition, decompose, rewrite_solutions
 from .prompts import MATH_SRL_SYSTEM_PROMPT, step_user_message
@@ -129,23 +130,15 @@ def build_records(instance_id: str, question: str, dec: Decomposition, *, title_
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def collect_math(input_path, out_dir, *, solution_field=None, question_field=None, title_hint=False,
                  include_first_step=False, val_size=60, seed=0, resume=True, limit=None,
                  structured_only=False, min_chars=MIN_CHARS, max_chars=MAX_CHARS,
-                 rewrite_generator=None, rewrite="none", prefix="") -> dict:
+                 rewrite_generator: Generator | None = None, rewrite="none", prefix="") -> dict:
     """Build math SRL step data; returns the manifest written to out_dir/manifest.json.
 
     structured_only: drop solutions without a numbered/step structure (the paper drops non-conforming items)
     instead of using the fallback splitter. rewrite ("none" | "unstructured" | "all") with rewrite_generator
-    (any swe_srl.generation backend): restate solutions in the App. B.3 numbered format first; a rewrite that
+    (a ready Generator, any backend; the caller builds it): restate solutions in the App. B.3 numbered format first; a rewrite that
     fails the format check is skipped with reason "rewrite_failed"."""
     input_path = Path(input_path)
     if rewrite not in ("none", "unstructured", "all"):
@@ -161,12 +154,10 @@ def collect_math(input_path, out_dir, *, solution_field=None, question_field=Non
                    limit=limit, structured_only=bool(structured_only), min_chars=min_chars, max_chars=max_chars,
                    rewrite=rewrite, prefix=prefix)
     out = Path(out_dir)
-    old_manifest = out / "manifest.json"
-    if resume and old_manifest.exists():
-        prev = json.loads(old_manifest.read_text(encoding="utf-8"))
-        if prev.get("options") not in (None, options) or prev.get("source", {}).get("path") not in (None, str(input_path)):
-            raise ValueError(f"{out}: holds step data built from other inputs/options "
-                             f"({prev.get('options')}); use resume=False or another out_dir")
+    guard = ResumeGuard(out, "options.json", what="out_dir (or resume=False)")
+    if not resume:
+        guard.path.unlink(missing_ok=True)
+    guard.check({**options, "input": str(input_path)})   # ResumeMismatch (a ValueError) on other inputs/options
 
     # 1. decompose everything (pure text processing; cheap), so the split can be drawn among usable questions
     plan: list[dict[str, Any]] = []
@@ -268,7 +259,7 @@ def _manifest(input_path: Path, options: dict[str, Any], store: StepStore, plan:
         "task": "math",
         "schema_version": SCHEMA_VERSION,
         "status": status,
-        "source": {"path": str(input_path), "sha256": _sha256(input_path), "rows": len(plan)},
+        "source": {"path": str(input_path), "sha256": file_sha256(input_path), "rows": len(plan)},
         "options": options,
         "system_prompt": "MATH_SRL_SYSTEM_PROMPT (math_srl.prompts)",
         "counts": {

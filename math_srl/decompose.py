@@ -33,7 +33,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
+
+from swe_srl.core.generation import Generator, SamplingParams
+
+from .prompts import REWRITE_PROMPT
 
 MIN_CHARS = 80
 MAX_CHARS = 400  # calibrated: fallback step median ~280 chars on s1K, like its numbered R1-style steps (275)
@@ -244,21 +248,17 @@ def check_rewrite_format(text: str) -> str | None:
     return s
 
 
-def rewrite_solution(generator: Any, question: str, solution: str, *, max_new_tokens: int = 2048,
+def rewrite_solution(generator: Generator, question: str, solution: str, *, max_new_tokens: int = 2048,
                      temperature: float = 0.0) -> str | None:
-    """Rewrite one solution into '1. **Title** action' steps with any generation backend; None if the output
-    fails the format check."""
+    """Rewrite one solution into '1. **Title** action' steps with a ready Generator (any backend: the caller
+    builds it); None if the output fails the format check."""
     out = rewrite_solutions(generator, [(question, solution)], max_new_tokens=max_new_tokens,
                             temperature=temperature)
     return out[0]
 
 
-def rewrite_solutions(generator: Any, items: Sequence[tuple[str, str]], *, max_new_tokens: int = 2048,
+def rewrite_solutions(generator: Generator, items: Sequence[tuple[str, str]], *, max_new_tokens: int = 2048,
                       temperature: float = 0.0) -> list[str | None]:
-    from swe_srl.generation import SamplingParams
-
-    from .prompts import REWRITE_PROMPT
-
     prompts = [[{"role": "user", "content": REWRITE_PROMPT.format(question=q, solution=s)}] for q, s in items]
     outs = generator.generate(prompts, SamplingParams(n=1, temperature=temperature, max_new_tokens=max_new_tokens))
     return [check_rewrite_format(o[0]) if o else None for o in outs]

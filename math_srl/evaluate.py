@@ -8,9 +8,13 @@ Prompt: system = the paper's evaluation prompt (MATH_EVAL_SYSTEM_PROMPT), user =
 the last ``\\boxed{}`` of the completion, judged against the answer with math-verify under a hard per-item
 timeout (math_srl.reward). Avg@k = mean over problems of the fraction of k samples that are correct.
 
-Output (out_dir): samples.jsonl (one line per generated sample, appended and fsynced batch by batch; a rerun
-generates only what is missing), config.json (the generation settings the samples belong to), report.json and
-report.md (per benchmark and the mean of all reported columns, like the paper's "Average").
+Output (out_dir): samples.jsonl (one line per generated sample, a swe_srl.core.io.AppendLog: appended and fsynced
+batch by batch, a torn tail cut off on resume; a rerun generates only what is missing), config.json (the
+generation settings the samples belong to; a rerun with other settings is refused by core.io.ResumeGuard),
+report.json and report.md (per benchmark and the mean of all reported columns, like the paper's "Average").
+
+Middle layer: ``evaluate_math`` takes a ready ``Generator`` (swe_srl.core.generation protocol) and never builds
+one; ``swe-srl eval --task math`` builds it with swe_srl.generation.make_generator.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+
+from swe_srl.core.generation import Generator, SamplingParams
+from swe_srl.core.io import AppendLog, ResumeGuard, write_json_atomic
 
 from .prompts import MATH_EVAL_SYSTEM_PROMPT
 from .reward import answer_reward, extract_boxed, format_answer
@@ -66,52 +73,36 @@ def eval_messages(problem: str) -> list[dict[str, str]]:
 
 
 class SampleLog:
-    """Append-only samples.jsonl with torn-line recovery; complete units = (benchmark, idx, mode) with n samples."""
+    """samples.jsonl (an AppendLog); complete units = (benchmark, idx, mode) with all n samples."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.log = AppendLog(path)
         self.rows: dict[tuple[str, int, str], dict[int, dict]] = {}
-        if path.exists():
-            raw = path.read_bytes()
-            good = raw[:raw.rfind(b"\n") + 1] if b"\n" in raw else b""
-            if len(good) != len(raw):
-                with path.open("r+b") as f:
-                    f.truncate(len(good))
-            for line in good.decode("utf-8").splitlines():
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                self.rows.setdefault((r["benchmark"], r["idx"], r["mode"]), {})[r["sample"]] = r
-        self.f = path.open("a", encoding="utf-8")
+        self._index(self.log.records)
+
+    def _index(self, rows: list[dict]) -> None:
+        for r in rows:
+            self.rows.setdefault((r["benchmark"], r["idx"], r["mode"]), {})[r["sample"]] = r
 
     def complete(self, bench: str, idx: int, mode: str, n: int) -> bool:
         got = self.rows.get((bench, idx, mode), {})
         return all(s in got for s in range(n))
 
     def append(self, rows: list[dict]) -> None:
-        self.f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        self.f.flush()
-        os.fsync(self.f.fileno())
-        for r in rows:
-            self.rows.setdefault((r["benchmark"], r["idx"], r["mode"]), {})[r["sample"]] = r
+        self.log.extend(rows)
+        self._index(rows)
 
     def close(self) -> None:
-        self.f.close()
+        self.log.close()
 
 
-def _model_name(model: Any) -> str:
-    return model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
-
-
-def evaluate_math(model, benchmarks: list[str], *, k=32, temperature=1.0, greedy=True, avg=True, data_dir=None,
-                  out_dir="runs/math_eval", limit=None, backend="auto", max_new_tokens=2048, batch_size=8,
-                  timeout=5.0, seed=0) -> dict:
-    """Evaluate ``model`` (name/path for swe_srl.generation.make_generator, or a ready Generator) on math
-    benchmarks; returns the report (also written to out_dir/report.json and report.md)."""
-    from swe_srl.core import write_json_atomic
-    from swe_srl.generation import SamplingParams, make_generator
-
+def evaluate_math(generator: Generator, benchmarks: list[str], *, model_name: str | None = None, k=32,
+                  temperature=1.0, greedy=True, avg=True, data_dir=None, out_dir="runs/math_eval", limit=None,
+                  max_new_tokens=2048, batch_size=8, timeout=5.0, seed=0) -> dict:
+    """Evaluate ``generator`` (a ready Generator) on math benchmarks; returns the report (also written to
+    out_dir/report.json and report.md). ``model_name`` (default: ``generator.name``) is recorded in config.json,
+    so that samples of two models never share an out_dir. ``batch_size`` problems go to one generate() call
+    (at least 256 with the vLLM backend)."""
     if not greedy and not avg:
         raise ValueError("greedy/avg: at least one of them must be on")
     out = Path(out_dir)
@@ -122,41 +113,24 @@ def evaluate_math(model, benchmarks: list[str], *, k=32, temperature=1.0, greedy
     if avg:
         modes.append((f"avg@{k}", int(k), float(temperature)))
     prompt_hash = hashlib.sha256(MATH_EVAL_SYSTEM_PROMPT.encode()).hexdigest()[:12]
-    config = {"model": _model_name(model), "max_new_tokens": int(max_new_tokens), "system_prompt_sha": prompt_hash,
-              "seed": seed}
-    cfg_path = out / "config.json"
-    if cfg_path.exists():
-        prev = json.loads(cfg_path.read_text())
-        if prev != config:
-            raise ValueError(f"{out}: holds samples generated with {prev}, not {config}; use another out_dir")
-    else:
-        write_json_atomic(cfg_path, config)
+    config = {"model": model_name or getattr(generator, "name", type(generator).__name__),
+              "max_new_tokens": int(max_new_tokens), "system_prompt_sha": prompt_hash, "seed": seed}
+    ResumeGuard(out, "config.json", what="out_dir").check(config)
 
     data = [load_benchmark(b, data_dir, limit) for b in benchmarks]
     log = SampleLog(out / "samples.jsonl")
-    gen = model if hasattr(model, "generate") and not isinstance(model, str) else None
     stats = {"problems_generated": 0, "samples_generated": 0, "generation_seconds": 0.0}
+    chunk = batch_size if getattr(generator, "name", "") != "vllm" else max(batch_size, 256)
     try:
         for bname, items in data:
             for mode, n, temp in modes:
                 todo = [it for it in items if not log.complete(bname, it["idx"], mode, n)]
-                if not todo:
-                    continue
-                if gen is None:
-                    kw = {"batch_size": batch_size} if backend in ("auto", "transformers") else {}
-                    if backend == "auto":
-                        from swe_srl.generation import vllm_usable
-
-                        if isinstance(model, str) and vllm_usable():
-                            kw = {}
-                    gen = make_generator(model, backend=backend, **kw)
-                chunk = batch_size if getattr(gen, "name", "") != "vllm" else max(batch_size, 256)
                 for c in range(0, len(todo), chunk):
                     part = todo[c:c + chunk]
                     params = SamplingParams(n=n, temperature=temp, max_new_tokens=int(max_new_tokens),
                                             seed=None if temp == 0 else seed + part[0]["idx"])
                     t0 = time.perf_counter()
-                    outs = gen.generate([eval_messages(it["problem"]) for it in part], params)
+                    outs = generator.generate([eval_messages(it["problem"]) for it in part], params)
                     stats["generation_seconds"] += time.perf_counter() - t0
                     rows = []
                     for it, comps in zip(part, outs):

@@ -1,4 +1,6 @@
-"""Shared test fixtures: location of ../shared/data and a Docker gate that fails under CI=true."""
+"""Shared test fixtures: location of ../shared/data (the large real-data layer; $SWE_SRL_SHARED_DATA overrides it,
+e.g. SWE_SRL_SHARED_DATA=/nonexistent to check that the tests on the bundled samples still run), the bundled sample
+trajectories (always present), and a Docker gate that fails under CI=true."""
 
 from __future__ import annotations
 
@@ -10,6 +12,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SWE_SRL_SHARED_DATA", REPO.parent / "shared" / "data"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: the sample tasks shipped in the package: 2 mini-swe-agent ``.traj.json`` + 2 SWE-agent 1.x ``.traj`` trajectories
+SAMPLE_SWE = REPO / "swe_srl" / "sample_tasks" / "swe"
+
+
+@pytest.fixture(scope="session")
+def sample_trajectories() -> list[Path]:
+    """The bundled expert trajectories, one per sample task, sorted by task id (never skips)."""
+    files = sorted(p for p in SAMPLE_SWE.glob("*/*") if p.name.endswith((".traj", ".traj.json")))
+    assert len(files) == 4, files
+    return files
 
 
 @pytest.fixture(scope="session")

@@ -76,8 +76,10 @@ def test_resume_and_option_guard(tmp_path):
     before = (out / "steps.jsonl").read_bytes()
     m = collect_math(src, out, val_size=0)   # resume: nothing redone, nothing duplicated
     assert (out / "steps.jsonl").read_bytes() == before and m["counts"]["steps"] == 5
-    with pytest.raises(ValueError, match="other inputs/options"):
+    with pytest.raises(ValueError, match=r"other options \(title_hint: False -> True\)"):
         collect_math(src, out, val_size=0, title_hint=True)
+    with pytest.raises(ValueError, match=r"other options \(input: "):
+        collect_math(_write(tmp_path, ROWS, name="in2.jsonl"), out, val_size=0)
     assert collect_math(src, out, val_size=0, title_hint=True, resume=False)["counts"]["steps"] == 5
 
 

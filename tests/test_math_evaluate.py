@@ -1,4 +1,5 @@
-"""evaluate_math end to end: a tiny random Llama + a tokenizer built here (no downloads), resume, scoring."""
+"""evaluate_math end to end: a tiny random Llama + a tokenizer built here (no downloads), resume, scoring.
+evaluate_math takes a ready Generator; the tests build it as the CLI does (swe_srl.generation.make_generator)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import pytest
 
 from math_srl.evaluate import evaluate_math, load_benchmark
+from swe_srl.core.io import ResumeMismatch
 
 PROBLEMS = [
     {"problem": "What is $1+1$?", "answer": "2"},
@@ -50,9 +52,12 @@ def tiny_model(tmp_path_factory):
 
 
 def test_tiny_model_end_to_end_and_resume(tiny_model, bench_dir, tmp_path):
+    from swe_srl.generation import make_generator
+
     out = tmp_path / "eval"
-    kw = dict(data_dir=bench_dir, out_dir=out, backend="transformers", max_new_tokens=6, batch_size=2, k=2)
-    r1 = evaluate_math(tiny_model, ["toy"], **kw)
+    gen = make_generator(tiny_model, backend="transformers", batch_size=2)
+    kw = dict(model_name=tiny_model, data_dir=bench_dir, out_dir=out, max_new_tokens=6, batch_size=2, k=2)
+    r1 = evaluate_math(gen, ["toy"], **kw)
     assert r1["benchmarks"]["toy"]["problems"] == 3
     assert set(r1["benchmarks"]["toy"]) == {"problems", "greedy", "avg@2"}
     assert r1["throughput"]["samples_generated"] == 3 + 3 * 2
@@ -61,11 +66,14 @@ def test_tiny_model_end_to_end_and_resume(tiny_model, bench_dir, tmp_path):
     assert [l["answer"] for l in lines if l["mode"] == "greedy"] == ["2", "4", "6"]
     assert (out / "report.md").read_text().startswith("# Math evaluation")
     assert json.loads((out / "report.json").read_text())["benchmarks"] == r1["benchmarks"]
-    r2 = evaluate_math(tiny_model, ["toy"], **kw)          # resume: nothing new is generated
+    assert json.loads((out / "config.json").read_text())["model"] == tiny_model
+    r2 = evaluate_math(gen, ["toy"], **kw)          # resume: nothing new is generated
     assert r2["throughput"]["samples_generated"] == 0 and r2["benchmarks"] == r1["benchmarks"]
     assert len((out / "samples.jsonl").read_text().splitlines()) == 9
-    with pytest.raises(ValueError, match="another out_dir"):
-        evaluate_math(tiny_model, ["toy"], **{**kw, "max_new_tokens": 7})
+    with pytest.raises(ResumeMismatch, match=r"max_new_tokens: 6 -> 7.*another out_dir"):
+        evaluate_math(gen, ["toy"], **{**kw, "max_new_tokens": 7})
+    with pytest.raises(ResumeMismatch, match="model: "):
+        evaluate_math(gen, ["toy"], **{**kw, "model_name": "another-model"})
 
 
 class Scripted:
@@ -133,3 +141,23 @@ def test_cli_dispatch_real_math_eval(tiny_model, bench_dir, tmp_path):
     res = CliRunner().invoke(app, [*base, str(tmp_path / "cli2")])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "cli2" / "config.json").read_text())["max_new_tokens"] == 2048
+    # a rerun into the same directory with other settings is a one-line usage error
+    res = CliRunner().invoke(app, [*base, str(out), "--max-new-tokens", "5"])
+    assert res.exit_code == 2 and "max_new_tokens: 4 -> 5" in res.output
+
+
+def test_cli_resume_with_nothing_left_loads_no_model(bench_dir, tmp_path):
+    """The CLI's generator loads its model at the first generate(): a finished evaluation is rescored without
+    loading one (here: a model path that does not exist)."""
+    from typer.testing import CliRunner
+
+    from swe_srl.cli import app
+
+    out = tmp_path / "e"
+    r = evaluate_math(Scripted(), ["toy"], model_name="/nonexistent/model", data_dir=bench_dir, out_dir=out, k=2,
+                      max_new_tokens=16, batch_size=1)
+    res = CliRunner().invoke(app, ["eval", "--task", "math", "--model", "/nonexistent/model", "--benchmarks", "toy",
+                                   "--data-dir", str(bench_dir), "--k", "2", "--max-new-tokens", "16",
+                                   "--backend", "transformers", "--batch-size", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "report.json").read_text())["benchmarks"] == r["benchmarks"]

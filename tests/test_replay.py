@@ -8,8 +8,9 @@ import os
 
 import pytest
 
-from environments.replay import default_image_for, normalize_observation, replay_trajectory
+from environments.replay import normalize_observation, replay_trajectory
 from environments.sandbox import LABEL, DockerSandbox
+from environments.sandbox.images import instance_image_name
 from environments.tools import ToolRuntime
 from fixtures.synthetic_repo import IMAGE, make_repo, step, traj
 from swe_srl.core.toolcall import ToolCall
@@ -218,10 +219,25 @@ def test_unsupported_steps_are_skipped(repo):
     assert res.unsupported_steps == [0] and res.step_fidelity == [None, 1.0]
 
 
-def test_default_image_for():
-    assert default_image_for("django__django-11099") == "sweb.eval.x86_64.django__django-11099"
-    assert (default_image_for("django__django-11099", namespace="swebench", tag="latest")
-            == "swebench/sweb.eval.x86_64.django_1776_django-11099:latest")
+def test_default_image_is_swebench_instance_image_name():
+    """replay's default docker image (no repo_path) is instance_image_name: for an id swebench does not know,
+    swebench's formula (local: ``__`` kept; namespaced: ``__`` spelled ``_1776_``)."""
+    assert instance_image_name("sample__intervals-1") == "sweb.eval.x86_64.sample__intervals-1:latest"
+    assert (instance_image_name("Django__django-11099", namespace="swebench", tag="v1")
+            == "swebench/sweb.eval.x86_64.django_1776_django-11099:v1")
+
+
+def test_default_image_matches_swebench_on_a_real_row(shared_data):
+    """What swebench itself produces for a real SWE-bench Verified row (psf__requests: its TestSpec is built
+    offline), locally and under the swebench namespace."""
+    from swebench.harness.test_spec.test_spec import make_test_spec
+
+    rows = (json.loads(line) for line in
+            (shared_data / "swe_bench_verified" / "swe_bench_verified.jsonl").read_text().splitlines())
+    row = next(r for r in rows if r["instance_id"] == "psf__requests-1142")
+    assert instance_image_name(row["instance_id"]) == make_test_spec(row).instance_image_key
+    assert (instance_image_name(row["instance_id"], namespace="swebench")
+            == make_test_spec(row, namespace="swebench").instance_image_key)
 
 
 def test_normalization_masks_noise():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,58 @@ def test_build_messages_history_and_truncation():
     assert k2[3]["content"] == "ooooo\n[... 40 chars truncated ...]\nooooo"
     assert len(build_messages("i", hist, history_k=0)) == 2
     assert truncate_middle_chars("abc", 5) == "abc"
+
+
+# -- the bundled sample trajectories (never skip) --------------------------------------------------------------
+def test_every_bundled_sample_parses_with_action_counts(sample_trajectories):
+    files, ignored = discover([sample_trajectories[0].parents[1]])
+    assert sorted(f.path for f in files) == sorted(sample_trajectories)
+    assert all(f.endswith("task.json") for f in ignored) and len(ignored) == 4
+    formats = Counter()
+    for f in files:
+        got = []
+        for unit, item in iter_file(f.path):
+            assert not isinstance(item, Exception), item
+            assert unit == str(f.path)
+            got.append(len(item.steps))
+            formats[item.format] += 1
+            for st in item.steps:
+                assert st.action.startswith(f"<function={st.tool}>") and st.action.endswith("</function>")
+                assert parse_completion("<think>x</think>" + st.action, expect_tool_call=True).action == st.action
+        assert got == _expected_actions(f.path), f.path
+    assert formats == {"minisweagent": 2, "sweagent_1x": 2}
+
+
+def test_golden_bundled_minisweagent(sample_trajectories):
+    path = next(p for p in sample_trajectories if p.parent.name == "sample__intervals-1")
+    raw = json.loads(path.read_text())
+    (t,) = read_trajectories(path)
+    assert (t.format, t.instance_id, t.repo, t.resolved) == ("minisweagent", "sample__intervals-1", "sample/intervals",
+                                                            None)
+    assert "merge() keeps intervals that touch at an end point apart" in t.issue
+    assert "<pr_description>" not in t.issue
+    calls = [m for m in raw["messages"] if m["role"] == "assistant"]
+    tools = [m for m in raw["messages"] if m["role"] == "tool"]
+    assert [s.tool for s in t.steps] == ["bash"] * len(calls)
+    for s, c, o in zip(t.steps, calls, tools):
+        cmd = json.loads(c["tool_calls"][0]["function"]["arguments"])["command"]
+        assert s.action == f"<function=bash>\n<parameter=command>{cmd}</parameter>\n</function>"
+        assert s.observation == o["content"]
+        assert s.thought and "```bash" not in s.action
+    assert t.patch == raw["info"]["submission"]
+
+
+def test_golden_bundled_sweagent_1x(sample_trajectories):
+    path = next(p for p in sample_trajectories if p.parent.name == "sample__moneyfmt-3")
+    raw = json.loads(path.read_text())
+    (t,) = read_trajectories(path)
+    assert (t.format, t.instance_id, t.repo) == ("sweagent_1x", "sample__moneyfmt-3", "sample/moneyfmt")
+    task = json.loads((path.parent / "task.json").read_text())
+    assert t.base_commit == task["base_commit"] and t.meta["image"] == "python:3.11-slim"
+    assert [s.tool for s in t.steps] == [x["messages"][-2]["tool_calls"][0]["function"]["name"]
+                                         for x in raw["trajectory"]]
+    first = t.steps[0]
+    args = json.loads(raw["trajectory"][0]["messages"][-2]["tool_calls"][0]["function"]["arguments"])
+    assert first.tool == "str_replace_editor" and f"<parameter=path>{args['path']}</parameter>" in first.action
+    assert first.observation == raw["trajectory"][0]["observation"]
+    assert t.steps[-1].tool == "submit" and t.patch == raw["info"]["submission"]

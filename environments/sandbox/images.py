@@ -32,26 +32,23 @@ LOCAL_TAG = "latest"
 
 def instance_image_name(instance_id: str, *, namespace: str | None = None, tag: str = LOCAL_TAG,
                         arch: str = "x86_64", instance: dict[str, Any] | None = None) -> str:
-    """The one name of an SWE-bench instance image, used by collect, replay, eval and the harness.
+    """The one name of an SWE-bench instance image, used by collect, replay, eval, the image builder and the harness.
 
-    With an instance row (repo/version/base_commit/test_patch...) and swebench installed, this is swebench's own
-    ``TestSpec.instance_image_key``. Otherwise the same formula is applied to the id: ``sweb.eval.<arch>.<id
-    lowercased>:<tag>`` for local images; under a namespace (prebuilt images on a registry) the name is
-    ``<namespace>/...`` with ``__`` spelled ``_1776_`` (registry repository names cannot hold ``__``).
+    With swebench installed the name is swebench's own ``TestSpec.instance_image_key`` (read from a TestSpec that
+    carries only the naming fields, so nothing is fetched: ``make_test_spec`` would download requirement files for
+    some repos). That is ``sweb.eval.<arch>.<id lowercased>:<tag>`` for local images and, under a namespace
+    (prebuilt images on a registry), ``<namespace>/...`` with ``__`` spelled ``_1776_``. Without swebench the same
+    formula is applied here. ``instance`` (a dataset row) may supply the id.
     """
-    if instance is not None and instance.get("repo") and instance.get("version") is not None:
-        try:
-            from swebench.harness.test_spec.test_spec import make_test_spec
-        except ImportError:
-            pass
-        else:
-            try:
-                spec = make_test_spec(instance, namespace=namespace, instance_image_tag=tag, arch=arch)
-            except (KeyError, TypeError):
-                pass                        # repo/version unknown to swebench: same formula below
-            else:
-                return spec.instance_image_key
-    key = f"sweb.eval.{arch}.{instance_id.lower()}:{tag}"
-    if namespace:
-        key = f"{namespace}/{key}".replace("__", "_1776_")
-    return key
+    if instance is not None:
+        instance_id = instance.get("instance_id", instance_id)
+    try:
+        from swebench.harness.test_spec.test_spec import TestSpec
+    except ImportError:
+        key = f"sweb.eval.{arch}.{instance_id.lower()}:{tag}"
+        return f"{namespace}/{key}".replace("__", "_1776_") if namespace else key
+    spec = TestSpec(instance_id=instance_id, repo=(instance or {}).get("repo", ""),
+                    version=(instance or {}).get("version", ""), repo_script_list=[], eval_script_list=[],
+                    env_script_list=[], arch=arch, FAIL_TO_PASS=[], PASS_TO_PASS=[], language="py", docker_specs={},
+                    namespace=namespace, instance_image_tag=tag)
+    return spec.instance_image_key

@@ -104,11 +104,6 @@ def repo_from_instance_id(iid: str) -> str | None:
     return f"{m.group(1)}/{m.group(2)}"
 
 
-def swebench_image(iid: str) -> str:
-    """Default SWE-bench evaluation image name of an instance (``__`` is spelled ``_1776_`` in image names)."""
-    return f"sweb.eval.x86_64.{iid.replace('__', '_1776_').lower()}"
-
-
 # -- resolved flags from sidecar evaluation reports ---------------------------------------------------------
 def _parse_loose_json(text: str) -> Any:
     try:

@@ -6,7 +6,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
+from ..models import resolve_model
 from ._common import fail
 
 
@@ -22,10 +25,17 @@ def _history(value: str) -> int | None:
     return k
 
 
-def print_manifest_summary(manifest: dict[str, Any], out_dir: str | Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def load_tokenizer(name: str) -> Any:
+    """The tokenizer of a model name/alias/path (for --max-prompt-tokens / --obs-max-tokens)."""
+    from transformers import AutoTokenizer
 
+    try:
+        return AutoTokenizer.from_pretrained(resolve_model(name))
+    except Exception as e:  # noqa: BLE001 - any failure to load is a usage error of --tokenizer
+        fail(f"--tokenizer {name}: cannot load ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+
+
+def print_manifest_summary(manifest: dict[str, Any], out_dir: str | Path) -> None:
     console = Console()
     if manifest.get("task") == "math" or "trajectories" not in manifest:
         console.print(f"[bold]{out_dir}[/bold]")
@@ -93,19 +103,32 @@ def register(app: typer.Typer) -> None:
         include_first_step: bool = typer.Option(False, "--include-first-step", help="math: include step 0."),
         val_size: int = typer.Option(60, "--val-size", help="math: validation problems."),
         seed: int = typer.Option(0, "--seed", help="math: split seed."),
+        structured_only: bool = typer.Option(False, "--structured-only",
+                                             help="math: drop solutions without numbered steps."),
+        rewrite: str = typer.Option("none", "--rewrite", help="math: none | unstructured | all — restate solutions "
+                                    "in the numbered-step format with --rewrite-model first."),
+        rewrite_model: Optional[str] = typer.Option(None, "--rewrite-model", help="math: model for --rewrite."),
+        backend: str = typer.Option("auto", "--backend", help="math --rewrite: auto | vllm | transformers"),
+        batch_size: int = typer.Option(8, "--batch-size", help="math --rewrite: generation batch size."),
     ) -> None:
         if task == "math":
             if input_file is None:
                 fail("--input: required with --task math")
-            try:
-                from math_srl.collect import collect_math  # type: ignore[import-not-found]
-            except ImportError as e:
-                fail(f"--task math: the math collector (math_srl.collect) is not available ({e})")
+            from math_srl.collect import collect_math
+
+            from .evaluate import make_math_generator
+
+            if rewrite not in ("none", "unstructured", "all"):
+                fail(f"--rewrite: expected none, unstructured or all, got {rewrite!r}")
+            if rewrite != "none" and not rewrite_model:
+                fail("--rewrite-model: required with --rewrite unstructured|all")
+            gen = make_math_generator(rewrite_model, backend, batch_size) if rewrite != "none" else None
             try:
                 manifest = collect_math(str(input_file), str(out), solution_field=solution_field,
                                         question_field=question_field, title_hint=title_hint,
                                         include_first_step=include_first_step, val_size=val_size, seed=seed,
-                                        resume=not no_resume, limit=limit)
+                                        resume=not no_resume, limit=limit, structured_only=structured_only,
+                                        rewrite=rewrite, rewrite_generator=gen)
             except (ValueError, OSError) as e:
                 fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
             print_manifest_summary(manifest, out)
@@ -122,8 +145,14 @@ def register(app: typer.Typer) -> None:
                               sandbox_map=str(sandbox_map) if sandbox_map else None, on_divergence=on_divergence,
                               workers=workers, limit=limit)
         try:
+            opts.validate()
+        except CollectError as e:
+            fail(str(e))
+        tok = (load_tokenizer(tokenizer) if tokenizer and (max_prompt_tokens is not None or obs_max_tokens is not None)
+               else None)
+        try:
             manifest = collect_swe([str(p) for p in trajectories], out, opts, resume=not no_resume,
-                                   progress=not no_progress)
+                                   progress=not no_progress, tokenizer=tok)
         except CollectError as e:
             fail(str(e))
         except RuntimeError as e:  # StepStore: a directory modified by hand

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
+import json
+from pathlib import Path
+from typing import Optional, Sequence
 
 import typer
 
+from ..core.generation import Generator, Prompt, SamplingParams
+from ..core.io import ResumeMismatch
 from ._common import fail
 
 
@@ -36,7 +40,9 @@ def register(app: typer.Typer) -> None:
         repos_dir: Optional[str] = typer.Option(None, "--repos-dir",
                                                 help="DIR/<instance_id> snapshots or DIR/<owner>__<name> git clones"),
         source: str = typer.Option("auto", "--source", help="file contents: auto | repos | image"),
-        harness: str = typer.Option("auto", "--harness", help="auto | swebench (official, Docker) | local (own images)"),
+        harness: str = typer.Option("auto", "--harness",
+                                    help="auto | swebench (official run_evaluation, prebuilt images) | local "
+                                         "(swebench's eval script + report in a DockerSandbox of the instance image)"),
         namespace: str = typer.Option("swebench", "--namespace",
                                       help="prebuilt image namespace for the swebench harness ('none' = build)"),
         workers: int = typer.Option(1, "--workers"),
@@ -75,7 +81,7 @@ def register(app: typer.Typer) -> None:
                          max_prompt_chars=max_prompt_chars or None)
         try:
             summary = run_eval(cfg, log=lambda s: typer.echo(s, err=True))
-        except DatasetError as e:
+        except (DatasetError, ResumeMismatch) as e:
             fail(str(e))
         if "resolve_rate" in summary:
             from ..swe_eval.report import to_markdown
@@ -86,26 +92,49 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"predictions: {summary['predictions']} ({summary['non_empty']}/{summary['total']} non-empty)")
 
 
+class _LazyGenerator:
+    """A Generator from swe_srl.generation.make_generator that loads its model at the first generate() call (a
+    resumed evaluation with nothing left to generate loads no model). The backend is chosen at once: "auto" is
+    vLLM on a CUDA machine with vllm installed (no batch size: vLLM batches itself), else transformers."""
+
+    def __init__(self, model: str, backend: str = "auto", batch_size: int = 8) -> None:
+        from ..generation import vllm_usable
+
+        if backend == "auto":
+            backend = "vllm" if vllm_usable() else "transformers"
+        self.name = backend
+        self.model = model
+        self._kw = {"batch_size": batch_size} if backend == "transformers" else {}
+        self._gen: Generator | None = None
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]:
+        if self._gen is None:
+            from ..generation import make_generator
+
+            self._gen = make_generator(self.model, backend=self.name, **self._kw)
+        return self._gen.generate(prompts, params)
+
+
+def make_math_generator(model: str, backend: str = "auto", batch_size: int = 8) -> Generator:
+    """The generator of `eval --task math` and of `collect --task math --rewrite`."""
+    if backend not in ("auto", "vllm", "transformers"):
+        fail(f"--backend: expected auto, vllm or transformers, got {backend!r}")
+    return _LazyGenerator(model, backend, batch_size)
+
+
 def _math(model, benchmarks, k, temperature, greedy, avg, data_dir, out, limit, backend, max_new_tokens,
           batch_size) -> None:
     if not model:
         fail("--model is required")
-    try:
-        from math_srl.evaluate import evaluate_math
-    except ImportError as e:
-        fail(f"math evaluation unavailable: {e}")
-    optional = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}  # else evaluate_math's default
-    result = evaluate_math(model, _split_csv(benchmarks) or [], k=k, temperature=temperature, greedy=greedy, avg=avg,
-                           data_dir=data_dir, out_dir=out, limit=limit, backend=backend, batch_size=batch_size,
-                           **optional)
-    table = getattr(result, "table", None)
-    if callable(table):
-        typer.echo(table())
-    elif isinstance(result, dict) and "table" in result:
-        typer.echo(result["table"])
-    elif isinstance(result, str):
-        typer.echo(result)
-    else:
-        import json
+    from math_srl.evaluate import evaluate_math
 
-        typer.echo(json.dumps(result, indent=2, default=str))
+    optional = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}  # else evaluate_math's default
+    try:
+        result = evaluate_math(make_math_generator(model, backend, batch_size), _split_csv(benchmarks) or [],
+                               model_name=model, k=k, temperature=temperature, greedy=greedy, avg=avg,
+                               data_dir=data_dir, out_dir=out, limit=limit, batch_size=batch_size, **optional)
+    except (ResumeMismatch, FileNotFoundError) as e:
+        fail(str(e).splitlines()[0])
+    report_md = Path(out) / "report.md"               # evaluate_math writes its tables there
+    typer.echo(report_md.read_text(encoding="utf-8") if report_md.exists() else json.dumps(result, indent=2,
+                                                                                          default=str))

@@ -7,18 +7,16 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
 
 from ._common import fail
+from .collect import load_tokenizer, print_manifest_summary
 
 
 def render_step(record: dict, tokenizer_name: str | None = None) -> str:
     """The prompt exactly as the model will see it: through the chat template when a tokenizer is given."""
     if tokenizer_name:
-        from transformers import AutoTokenizer
-
-        from swe_srl.models import resolve_model
-
-        tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer_name))
+        tok = load_tokenizer(tokenizer_name)
         if getattr(tok, "chat_template", None):
             return tok.apply_chat_template(record["prompt"], tokenize=False, add_generation_prompt=True)
     return "\n".join(f"----- [{m['role']}] -----\n{m['content']}" for m in record["prompt"])
@@ -34,10 +32,6 @@ def register(app: typer.Typer) -> None:
         max_chars: int = typer.Option(6000, "--max-chars", help="Show at most this many prompt characters "
                                       "(head + tail); 0 = all."),
     ) -> None:
-        from rich.console import Console
-
-        from swe_srl.commands.collect import print_manifest_summary
-
         console = Console()
         mp = directory / "manifest.json"
         sp = directory / "steps.jsonl"

@@ -1,16 +1,20 @@
-"""Regenerate the sample SWE tasks' ``task.json`` files and their expert trajectories.
+"""Regenerate the sample SWE tasks' ``task.json`` files and their expert trajectories (a developer tool; not shipped
+in the wheel).
 
-    python -m swe_srl.sample_tasks._build_trajectories          # needs /testbed to be absent (it is created and removed)
+    python scripts/build_sample_trajectories.py [TASK_ID ...] [--out DIR]   # needs /testbed to be absent
+                                                                            # (it is created and removed)
 
 For each task: materialize the base repo, derive the gold patch and the test patch with ``git diff`` from the edits
 below, then materialize the repo AT /testbed and really run the expert's actions there (bash through /bin/bash -c
-with cwd /testbed; str_replace_editor edits applied in Python exactly as the tool does), recording the outputs as
-the observations. The only normalization: the elapsed time in unittest's ``Ran N tests in X.XXXs`` line is written
+with cwd /testbed; str_replace_editor through the project's own editor, environments.tools.editor, on the files at
+/testbed), recording the outputs as the observations. ``--out`` writes ``DIR/<task_id>/`` instead of the bundled
+``swe_srl/sample_tasks/swe/<task_id>/`` (to diff a regeneration against the bundled files). The only normalization: the elapsed time in unittest's ``Ran N tests in X.XXXs`` line is written
 as 0.001s, so the files are byte-identical from run to run. Everything else is the true output.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -19,9 +23,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
-from swe_srl.sample_tasks import (SANDBOX_REPO_DIR, SWE_DIR, apply_patch, base_commit, git, materialize_repo)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from environments.tools.editor import StrReplaceEditor  # noqa: E402
+from swe_srl.sample_tasks import _GIT_ENV, SANDBOX_REPO_DIR, SWE_DIR, base_commit, git, materialize_repo  # noqa: E402
+
+# the name written into the trajectories' info (kept as first published, so regenerated files stay byte-identical)
+GENERATED_BY = "swe_srl.sample_tasks._build_trajectories"
 TIMESTAMP = 1735689600.0  # 2025-01-01T00:00:00Z, fixed for determinism
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -321,45 +331,34 @@ def run_bash(command: str, cwd: str) -> tuple[int, str]:
     for k, v in os.environ.items():  # keep the interpreter the same (pyenv shims etc.)
         if k.startswith("PYENV"):
             env[k] = v
-    from swe_srl.sample_tasks import _GIT_ENV
     env.update(_GIT_ENV)
     proc = subprocess.run(["/bin/bash", "-c", command], cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=60)
     return proc.returncode, normalize_output(proc.stdout)
 
 
-def _numbered(text: str, descriptor: str, first_line: int = 1) -> str:
-    text = text.expandtabs()
-    body = "\n".join(f"{i + first_line:6}\t{line}" for i, line in enumerate(text.split("\n")))
-    return f"Here's the result of running `cat -n` on {descriptor}:\n{body}\n"
+class _HostRepo:
+    """What environments.tools.editor needs of a sandbox and its runtime, on the repo materialized at /testbed
+    (the expert's paths are real host paths here)."""
 
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.sandbox = self
 
-def editor(args: dict, root: str) -> str:
-    """The str_replace_editor commands used here (view, str_replace), with the tool's output layout."""
-    path = args["path"]
-    local = Path(root) / os.path.relpath(path, SANDBOX_REPO_DIR)
-    if args["command"] == "view":
-        if local.is_dir():
-            out = subprocess.run(["find", str(local), "-maxdepth", "2", "-not", "-path", "*/.*"],
-                                 capture_output=True, text=True, check=True).stdout
-            lines = sorted(line.replace(str(local), path, 1) for line in out.splitlines())
-            return (f"Here's the files and directories up to 2 levels deep in {path}, excluding hidden items:\n"
-                    + "\n".join(lines) + "\n")
-        return _numbered(local.read_text(), path)
-    if args["command"] == "str_replace":
-        old, new = args["old_str"], args["new_str"]
-        text = local.read_text()
-        if text.count(old) != 1:
-            raise RuntimeError(f"old_str occurs {text.count(old)} times in {path}")
-        new_text = text.replace(old, new)
-        local.write_text(new_text)
-        line = text.split(old)[0].count("\n")
-        start = max(0, line - 4)
-        end = line + 4 + new.count("\n")
-        snippet = "\n".join(new_text.split("\n")[start:end + 1])
-        return (f"The file {path} has been edited. " + _numbered(snippet, f"a snippet of {path}", start + 1)
-                + "Review the changes and make sure they are as expected. Edit the file again if necessary.")
-    raise ValueError(args["command"])
+    def resolve(self, path: str) -> str:
+        if os.path.commonpath([os.path.abspath(path), self.root]) != self.root:
+            raise ValueError(f"{path}: outside {self.root}")
+        return os.path.abspath(path)
+
+    def run(self, command: str, timeout: float = 60) -> SimpleNamespace:
+        rc, out = run_bash(command, self.root)
+        return SimpleNamespace(exit_code=rc, output=out)
+
+    def read_file(self, path: str) -> str:
+        return Path(path).read_text()
+
+    def write_file(self, path: str, content: str) -> None:
+        Path(path).write_text(content)
 
 
 def sweagent_action_string(tool: str, args: dict) -> str:
@@ -473,13 +472,14 @@ def build_minisweagent(task_id: str, spec: dict, task: dict, root: str) -> dict:
         "mini_version": "2.2.7",
         "exit_status": "Submitted",
         "submission": submission,
-        "generated_by": "swe_srl.sample_tasks._build_trajectories",
+        "generated_by": GENERATED_BY,
         "base_commit": task["base_commit"],
     }
     return {"info": info, "messages": messages, "trajectory_format": "mini-swe-agent-1.1", "instance_id": task_id}
 
 
 def build_sweagent(task_id: str, spec: dict, task: dict, root: str) -> dict:
+    editor = StrReplaceEditor(_HostRepo(root))
     user_text = SWEA_INSTANCE.format(working_dir=SANDBOX_REPO_DIR,
                                      problem_statement=spec["problem_statement"].rstrip("\n"))
     history: list[dict] = [
@@ -497,7 +497,7 @@ def build_sweagent(task_id: str, spec: dict, task: dict, root: str) -> dict:
             rc, out = run_bash(args["command"], root)
             observation = out.rstrip("\n")
         elif tool == "str_replace_editor":
-            observation = editor(args, root).rstrip("\n")
+            observation = editor(args)
         elif tool == "submit":
             rc, out = run_bash("git add -A && git diff --cached", root)
             submission = out
@@ -533,7 +533,7 @@ def build_sweagent(task_id: str, spec: dict, task: dict, root: str) -> dict:
         "exit_status": "submitted",
         "model_stats": {"instance_cost": 0.0, "tokens_sent": 0, "tokens_received": 0,
                         "api_calls": len(spec["steps"])},
-        "generated_by": "swe_srl.sample_tasks._build_trajectories",
+        "generated_by": GENERATED_BY,
     }
     return {"trajectory": trajectory, "history": history, "info": info,
             "replay_config": json.dumps(replay_config), "environment": task_id}
@@ -541,7 +541,7 @@ def build_sweagent(task_id: str, spec: dict, task: dict, root: str) -> dict:
 
 # ---------------------------------------------------------------------------------------------------------------
 
-def build_task(task_id: str, spec: dict) -> None:
+def build_task(task_id: str, spec: dict, out_root: Path = SWE_DIR) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         commit = base_commit(materialize_repo(task_id, Path(tmp) / "r"))
     gold = _edited_diff(task_id, spec["gold"])
@@ -577,16 +577,24 @@ def build_task(task_id: str, spec: dict) -> None:
         shutil.rmtree(SANDBOX_REPO_DIR, ignore_errors=True)
     if final_diff != gold:
         raise RuntimeError(f"{task_id}: trajectory diff != gold patch\n{final_diff}\n---\n{gold}")
-    out_dir = SWE_DIR / task_id
+    out_dir = out_root / task_id
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "task.json").write_text(json.dumps(task, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out_dir / traj_name).write_text(json.dumps(traj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"{task_id}: base {commit[:10]}, {len(spec['steps'])} actions -> {traj_name}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ids = (argv if argv is not None else sys.argv[1:]) or list(TASKS)
-    for task_id in ids:
-        build_task(task_id, TASKS[task_id])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("task_ids", nargs="*", metavar="TASK_ID",
+                    help=f"tasks to regenerate (default: all of {', '.join(TASKS)})")
+    ap.add_argument("--out", type=Path, default=SWE_DIR, help="write DIR/<task_id>/ (default: %(default)s)")
+    args = ap.parse_args(argv)
+    unknown = [t for t in args.task_ids if t not in TASKS]
+    if unknown:
+        ap.error(f"unknown task id(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
+    for task_id in args.task_ids or list(TASKS):
+        build_task(task_id, TASKS[task_id], args.out)
     return 0
 
 
