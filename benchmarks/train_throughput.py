@@ -40,7 +40,7 @@ class MixedReward:
     """Benchmark-only reward: groups vary for ~half of the prompts and are flat for the rest, by construction.
 
     A random-init model never writes '</think>', so the real SRL reward is the format penalty (-1) for every
-    completion and every group is flat. Here each completion is scored by the real SRLReward as if the model had
+    completion and every group is flat. Here each completion is scored by the real StepReward as if the model had
     closed the (prefilled) monologue at once ('</think>' + completion, any think tags removed): the similarity of
     random text to the expert step differs between the G rollouts, so the group varies. Prompts whose target's md5
     is even get -1 for every rollout instead (a flat group). Dynamic sampling therefore keeps ~50% of the groups
@@ -51,10 +51,10 @@ class MixedReward:
 
     def __init__(self) -> None:
         from swe_srl.core.reward import FORMAT_PENALTY
-        from swe_srl.train.rewards import SRLReward, _text
+        from swe_srl.core.reward_funcs import StepReward, completion_text
 
-        self.inner = SRLReward(think_prefilled=True)
-        self.text = _text
+        self.inner = StepReward(think_prefilled=True)
+        self.text = completion_text
         self.penalty = FORMAT_PENALTY
 
     @staticmethod
@@ -99,12 +99,13 @@ def padded_data(src: str, model: str, n_tokens: int, out: Path) -> str:
 
 def one_run(variant: str, args, workdir: Path) -> dict:
     import torch
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
-    from swe_srl.train.config import load_settings, trl_kwargs
-    from swe_srl.train.data import build_dataset
+    from swe_srl.core.reward_funcs import StepReward
+    from swe_srl.tasks import task_for_data
+    from swe_srl.train.config import load_settings, trl_config
+    from swe_srl.train.data import build_dataset, row_options
     from swe_srl.train.grpo import SRLGRPOTrainer
-    from swe_srl.train.rewards import SRLReward
     from swe_srl.train.runner import load_model_and_tokenizer
 
     steps = 1 if variant == "warmup" else args.steps
@@ -119,9 +120,9 @@ def one_run(variant: str, args, workdir: Path) -> dict:
     model, tok = load_model_and_tokenizer(s)
     if torch.cuda.is_available():
         model = model.cuda()
-    ds = build_dataset("srl", s.data, tokenizer=tok, prefill_think=True)
-    reward = MixedReward() if args.reward == "mixed" else SRLReward(think_prefilled=True)
-    cfg = GRPOConfig(**trl_kwargs(s, args.rollout))
+    ds = build_dataset(task_for_data(s.data), "srl", s.data, row_options(s, tok))
+    reward = MixedReward() if args.reward == "mixed" else StepReward(think_prefilled=True)
+    cfg = trl_config(s, args.rollout)
     common = dict(model=model, reward_funcs=[reward], args=cfg, train_dataset=ds, processing_class=tok)
     if variant in ("trl", "warmup"):
         tr = GRPOTrainer(**common)

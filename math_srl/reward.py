@@ -8,11 +8,15 @@ Never hangs, from any thread: math-verify's own timeouts use SIGALRM, which only
 process (``math_srl._verify_worker``, started on first use, one per calling process) and the caller waits at most
 ``timeout`` seconds for its answer; on a timeout the worker is killed (restarted on the next call) and the item
 scores 0. Cheap cases never reach the worker: identical normalized strings, and multiple-choice letters.
+
+``AnswerReward`` is the same check as a TRL reward function (RLVR). It refuses to exist without math-verify
+(``require_math_verify``): grading without it would silently fall back to string equality.
 """
 
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import json
 import os
 import re
@@ -21,8 +25,13 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any, Callable
 
-__all__ = ["extract_boxed", "answer_reward", "answers_equivalent", "normalize_answer", "format_answer"]
+from swe_srl.core.reward_funcs import completion_text
+from swe_srl.core.task import TaskError
+
+__all__ = ["extract_boxed", "answer_reward", "answers_equivalent", "normalize_answer", "format_answer",
+           "require_math_verify", "AnswerReward"]
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
@@ -204,3 +213,31 @@ def answer_reward(completion: str, answer, *, timeout: float = 5.0) -> float:
         return 1.0 if answers_equivalent(extract_boxed(completion), answer, timeout=timeout) else 0.0
     except Exception:
         return 0.0
+
+
+def require_math_verify() -> None:
+    """Raise a one-line ``TaskError`` when math-verify cannot be imported (answer grading needs it)."""
+    try:
+        found = importlib.util.find_spec("math_verify") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise TaskError("answer reward: math-verify is not importable (pip install 'math-verify>=0.8'); "
+                        "refusing to grade answers by string equality")
+
+
+class AnswerReward:
+    """RLVR reward in TRL's signature: 1.0 when the completion's last ``\\boxed{}`` equals the ``answer`` column."""
+
+    __name__ = "rlvr_answer_reward"   # TRL names the reward metrics after this
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        require_math_verify()
+        self.timeout = timeout
+
+    def __call__(self, prompts: list, completions: list, answer: list[str],
+                 log_metric: Callable[[str, float], None] | None = None, **_: Any) -> list[float]:
+        out = [answer_reward(completion_text(c), a, timeout=self.timeout) for c, a in zip(completions, answer)]
+        if log_metric is not None and out:
+            log_metric("rlvr/accuracy", sum(out) / len(out))
+        return out

@@ -23,7 +23,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from environments.collect import CollectOptions, collect_swe
+
 from .core import read_steps, score_batch, write_json_atomic, write_steps
+from .generation import SamplingParams, TransformersGenerator
+from .sample_tasks import (base_commit, build_instance_image, eval_instances, load_swe_tasks, materialize_repo,
+                           trajectory_path)
+from .swe_eval.grading import docker_sandbox_factory, local_sandbox_factory
+from .swe_eval.runner import EvalConfig, run_eval
+from .train.config import load_settings
+from .train.runner import run as run_training
 
 HELDOUT_TASK = "sample__textkit-4"
 
@@ -79,8 +88,6 @@ class Quickstart:
 
     # -- tasks and sandboxes -------------------------------------------------------------------------------
     def tasks(self) -> list[dict[str, Any]]:
-        from .sample_tasks import load_swe_tasks
-
         tasks = load_swe_tasks()
         if self.o.tasks:
             # keep the held-out task last so that a reduced run still trains on something else when it can
@@ -102,10 +109,6 @@ class Quickstart:
 
     # -- stages ------------------------------------------------------------------------------------------------
     def collect(self) -> dict[str, Any]:
-        from environments.collect import CollectOptions, collect_swe
-
-        from .sample_tasks import base_commit, materialize_repo, trajectory_path
-
         smap, paths = {}, []
         for t in self.tasks():
             iid = t["instance_id"]
@@ -137,9 +140,6 @@ class Quickstart:
                 else None}
 
     def _train(self, method: str, output_dir: Path, overrides: dict[str, Any]) -> str:
-        from .train.config import load_settings
-        from .train.runner import run
-
         final = output_dir / "final"
         if (final / "config.json").exists():
             return str(final)
@@ -147,7 +147,7 @@ class Quickstart:
                  "output_dir": str(output_dir), "seed": self.o.seed, "bf16": False, "logging_steps": 1,
                  "save_strategy": "no", "report_to": "none", "gradient_checkpointing": False, **overrides}
         settings = load_settings(None, extra=extra)
-        run(settings)
+        run_training(settings)
         _release_memory()
         return str(final)
 
@@ -166,8 +166,6 @@ class Quickstart:
             "rollout": "transformers", "dynamic_sampling": True, "ds_max_rounds": 3, "temperature": 1.0})
 
     def step_reward_eval(self) -> dict[str, Any]:
-        from .generation import SamplingParams, TransformersGenerator
-
         held = read_steps(self.out / "data" / "heldout.jsonl")
         models = {"base": self.o.model, "warm-up (SFT)": self.state["stages"]["warmup"]["result"],
                   "SRL": self.state["stages"]["srl"]["result"]}
@@ -199,46 +197,37 @@ class Quickstart:
         return results
 
     def oracle_eval(self) -> dict[str, Any]:
-        from .swe_eval.runner import EvalConfig, run_eval
-
-        from .sample_tasks import build_instance_image, eval_instances
-
+        """Oracle file edit on the sample tasks, graded by the one SWE grader (``swe_eval.grade_in_sandbox``): in a
+        DockerSandbox of each task's image, or (no Docker) in a LocalSandbox over the materialized repository."""
         backend = self.backend()
-        tasks = self.tasks()
-        instances = eval_instances(tasks)
+        instances = eval_instances(self.tasks())
         if backend == "docker":
             import docker
 
             client = docker.from_env()
             for inst in instances:
-                inst["image"] = build_instance_image(client, inst["instance_id"], self.out / "repos" / inst[
-                    "instance_id"])
+                inst["image"] = build_instance_image(client, inst["instance_id"],
+                                                     self.out / "repos" / inst["instance_id"])
+            sandboxes = docker_sandbox_factory()
+        else:
+            sandboxes = local_sandbox_factory(self.out / "repos")
         ds_path = self.out / "eval" / "sample_instances.jsonl"
         ds_path.parent.mkdir(parents=True, exist_ok=True)
         ds_path.write_text("".join(json.dumps(i) + "\n" for i in instances))
         models = {"base": self.o.model, "SRL": self.state["stages"]["srl"]["result"]}
         out: dict[str, Any] = {}
         for name, model in models.items():
-            run_dir = self.out / "eval" / f"oracle_{name.split()[0].lower()}"
-            cfg = EvalConfig(model=model, dataset=str(ds_path), mode="oracle", out_dir=str(run_dir),
+            cfg = EvalConfig(model=model, dataset=str(ds_path), mode="oracle",
+                             out_dir=str(self.out / "eval" / f"oracle_{name.split()[0].lower()}"),
                              repos_dir=str(self.out / "repos"), source="repos", harness="local",
-                             max_new_tokens=self.o.eval_max_new_tokens, batch_size=4, backend="transformers",
-                             model_name=name, predictions_only=backend != "docker", workers=2)
+                             sandbox_factory=sandboxes, max_new_tokens=self.o.eval_max_new_tokens, batch_size=4,
+                             backend="transformers", model_name=name, workers=2)
             summary = run_eval(cfg, log=lambda m: self.log(f"    {m}"))
-            if backend != "docker":  # grade with the task's own tests in a temporary local checkout
-                from .swe_eval.predict import read_predictions
-
-                preds = read_predictions(run_dir / "predictions.jsonl")
-                summary = _grade_locally(instances, {i: (p or {}).get("model_patch", "") for i, p in preds.items()},
-                                         run_dir, name)
             out[name] = {k: summary.get(k) for k in ("resolve_rate", "resolved", "total", "counts")}
-        # the harness itself, validated on the gold patches
-        gold_dir = self.out / "eval" / "oracle_gold"
-        if backend == "docker":
-            g = run_eval(EvalConfig(dataset=str(ds_path), gold=True, out_dir=str(gold_dir), harness="local",
-                                    workers=2), log=lambda m: self.log(f"    {m}"))
-        else:
-            g = _grade_locally(instances, {i["instance_id"]: i["patch"] for i in instances}, gold_dir, "gold")
+        # the grader itself, validated on the gold patches
+        g = run_eval(EvalConfig(dataset=str(ds_path), gold=True, out_dir=str(self.out / "eval" / "oracle_gold"),
+                                harness="local", sandbox_factory=sandboxes, workers=2),
+                     log=lambda m: self.log(f"    {m}"))
         out["gold patches"] = {k: g.get(k) for k in ("resolve_rate", "resolved", "total", "counts")}
         return out
 
@@ -256,18 +245,6 @@ class Quickstart:
         self._save()
         self.report()
         return self.out / "report.md"
-
-
-def _grade_locally(instances: list[dict[str, Any]], patches: dict[str, str], run_dir: Path,
-                   model: str) -> dict[str, Any]:
-    """No-Docker grading of the sample tasks (NOT isolated), reported with the same writer as the harness paths."""
-    from .sample_tasks import grade_locally
-    from .swe_eval.grading import InstanceResult
-    from .swe_eval.report import write_reports
-
-    results = [InstanceResult(i["instance_id"], grade_locally(i, patches.get(i["instance_id"], "")),
-                              repo=i.get("repo", "")) for i in instances]
-    return write_reports(results, run_dir, {"model": model, "mode": "oracle", "grader": "local"})
 
 
 def _release_memory() -> None:

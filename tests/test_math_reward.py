@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -87,3 +88,15 @@ def test_works_outside_the_main_thread():
     for out in results.values():
         assert out[:3] == [1.0, 0.0, 0.0]
         assert out[3] < 10  # waits for the other thread's call at most
+
+
+def test_answer_reward_function_refuses_to_exist_without_math_verify(monkeypatch):
+    from math_srl.reward import AnswerReward, require_math_verify
+    from swe_srl.core.task import TaskError
+
+    require_math_verify()                                  # installed here
+    assert AnswerReward()(None, ["\\boxed{0.5}"], ["\\frac{1}{2}"]) == [1.0]
+    monkeypatch.setitem(sys.modules, "math_verify", None)  # now it cannot be imported
+    with pytest.raises(TaskError, match="math-verify") as e:
+        AnswerReward()
+    assert "\n" not in str(e.value)

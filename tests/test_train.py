@@ -11,7 +11,7 @@ import torch
 
 from swe_srl.core.schema import StepRecord, write_steps
 from swe_srl.train.config import load_settings
-from swe_srl.train.tiny import save_tiny
+from tiny_model import save_tiny
 
 SYSTEM = "continue the solution with the next step. think first."
 
@@ -79,23 +79,18 @@ def test_srl_step_changes_weights_and_writes_outputs(tiny_dir, tmp_path):
     assert (out / "plots" / "curves.png").exists() and (out / "checkpoint-1").is_dir() and (out / "final").is_dir()
 
 
-class _Capture:
-    """Wraps _generate_and_score_completions' result for inspection."""
-
-
 def _trainer(s, reward=None):
-    from trl import GRPOConfig
-
-    from swe_srl.train.config import trl_kwargs
-    from swe_srl.train.data import build_dataset
+    from swe_srl.core.reward_funcs import StepReward
+    from swe_srl.tasks import task_for_data
+    from swe_srl.train.config import trl_config
+    from swe_srl.train.data import build_dataset, row_options
     from swe_srl.train.grpo import SRLGRPOTrainer
-    from swe_srl.train.rewards import SRLReward
     from swe_srl.train.runner import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(s)
-    ds = build_dataset("srl", s.data, tokenizer=tok, prefill_think=s.prefill_think)
-    reward = reward or SRLReward(think_prefilled=s.prefill_think)
-    return SRLGRPOTrainer(model=model, reward_funcs=[reward], args=GRPOConfig(**trl_kwargs(s, "transformers")),
+    ds = build_dataset(task_for_data(s.data), "srl", s.data, row_options(s, tok))
+    reward = reward or StepReward(think_prefilled=s.prefill_think)
+    return SRLGRPOTrainer(model=model, reward_funcs=[reward], args=trl_config(s, "transformers"),
                           train_dataset=ds, processing_class=tok, dynamic_sampling=s.dynamic_sampling,
                           ds_eps=s.ds_eps, ds_max_rounds=s.ds_max_rounds)
 
@@ -134,12 +129,12 @@ def test_all_flat_hits_cap_and_warns_loudly(tiny_dir, tmp_path, capsys):
 
 
 def test_format_penalty_reaches_the_loss(tiny_dir, tmp_path):
-    from swe_srl.train.rewards import SRLReward
+    from swe_srl.core.reward_funcs import StepReward
 
     s = _settings(tiny_dir, tmp_path, "dynamic_sampling=false", "prefill_think=false")
     # prompts render to text ending with '<think>' but the reward does NOT treat it as prefilled: completions that
     # close the think block are still scored, the rest get -1; we force a mix by scoring fixed completions.
-    reward = SRLReward()
+    reward = StepReward()
     comp = ["<think>a</think>x = 1 + 1", "no think at all", "<think>b</think>x = 2", "<think>unclosed"]
     res = reward(None, comp, ["x = 1 + 1"] * 4)
     assert res[1] == -1.0 and res[3] == -1.0 and res[0] == 1.0
@@ -207,11 +202,12 @@ def test_lora_trains_adapter_only(tiny_dir, tmp_path):
 
 @pytest.mark.parametrize("target", ["step", "full"])
 def test_sft_paths(tiny_dir, tmp_path, target):
-    from swe_srl.train.data import build_dataset
+    from swe_srl.tasks import task_for_data
+    from swe_srl.train.data import build_dataset, row_options
     from swe_srl.train.runner import build_trainer
 
     s = _settings(tiny_dir, tmp_path, "max_steps=2", f"sft_target={target}", method="sft")
-    ds = build_dataset("sft", s.data, sft_target=target)
+    ds = build_dataset(task_for_data(s.data), "sft", s.data, row_options(s))
     first = ds[0]["completion"][0]["content"]
     assert first.startswith("<think>brief</think>x = 0") if target == "step" else "\n\n" in first
     tr = build_trainer(s, rollout="transformers")
@@ -222,10 +218,10 @@ def test_sft_paths(tiny_dir, tmp_path, target):
 
 
 def test_rlvr_path_and_reward(tiny_dir, tmp_path):
-    from swe_srl.train.rewards import RLVRReward
+    from math_srl.reward import AnswerReward
     from swe_srl.train.runner import run
 
-    r = RLVRReward()
+    r = AnswerReward()
     assert r(None, ["so \\boxed{4}", "\\boxed{5}", "none"], ["4", "4", "4"]) == [1.0, 0.0, 0.0]
     data = _steps(tmp_path / "steps.jsonl", with_answer=True)
     s = _settings(tiny_dir, tmp_path, "max_steps=1", "ds_max_rounds=2", method="rlvr", data=data)

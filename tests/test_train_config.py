@@ -79,3 +79,98 @@ def test_launch_command_single_process():
     s = load_settings(ROOT / "configs/math_srl_cpu.yaml")
     cmd = launch_command(s, "x.yaml")
     assert cmd[1:] == ["-m", "swe_srl.train.entry", "x.yaml"]
+
+
+# swe-srl's keys before they became a dataclass: name -> (default, help). The dataclass must keep both.
+SRL_KEYS_BEFORE = {
+    "method": ("srl", "srl | sft | rlvr"),
+    "model": (None, "hub id, local path or alias (smollm2-135m)"),
+    "data": (None, "steps.jsonl (or a directory holding one); rlvr also takes {problem, answer} jsonl"),
+    "eval_data": (None, "held-out steps.jsonl (optional)"),
+    "max_samples": (None, "use only the first N records of data"),
+    "rollout": ("auto", "auto | vllm-colocate | vllm-server | transformers"),
+    "batch_prompts": (512, "prompt groups (step instances) per optimizer step; SFT: examples per step"),
+    "dynamic_sampling": (True, "keep only groups with reward std > ds_eps, refill until the batch is full"),
+    "ds_eps": (1e-4, "dynamic-sampling std threshold"),
+    "ds_max_rounds": (8, "generation rounds per optimizer step before training on what there is"),
+    "ds_warn_kept_fraction": (0.05, "warn loudly when the kept fraction falls below this"),
+    "format_penalty": (-1.0, "reward of a completion that breaks the format"),
+    "similarity_backend": ("exact", "difflib | cydifflib | fast | exact | indel"),
+    "prefill_think": (False, "end every prompt with '<think>' (format warm-up without training)"),
+    "sft_target": ("step", "sft only: step (prompt -> <think>..</think>+action) | full (whole solution)"),
+    "sft_think": ("brief", "sft only: monologue text used when the record has none"),
+    "lora": (False, "train a LoRA adapter instead of all weights"),
+    "lora_r": (16, ""), "lora_alpha": (32, ""), "lora_dropout": (0.0, ""), "lora_target_modules": ("all-linear", ""),
+    "init_from": (None, "start from this checkpoint (curriculum, e.g. SRL -> RLVR)"),
+    "dtype": ("auto", "auto | bfloat16 | float32 (weights as loaded)"),
+    "plots": (True, "write PNG curves into output_dir/plots as training goes"),
+    "random_init": (False, "build the model from its config with random weights (benchmarks only)"),
+}
+
+
+def test_srl_dataclass_keeps_keys_defaults_and_help():
+    import dataclasses
+
+    from swe_srl.train.config import SRLArguments
+
+    fields = {f.name: f for f in dataclasses.fields(SRLArguments)}
+    assert list(fields) == list(SRL_KEYS_BEFORE)
+    for name, (default, help_text) in SRL_KEYS_BEFORE.items():
+        assert fields[name].default == default and fields[name].metadata["help"] == help_text, name
+
+
+def test_values_are_converted_and_checked_by_the_hf_parser():
+    from transformers import HfArgumentParser
+
+    from swe_srl.train.config import SRLArguments, parser_for
+
+    p = parser_for(SRLArguments)
+    assert isinstance(p.parser, HfArgumentParser)
+    assert set(p.actions["rollout"].choices) == {"auto", "vllm-colocate", "vllm-server", "transformers"}
+    s = load_settings(ROOT / "configs/math_srl_cpu.yaml", ["learning_rate=3e-4", "max_steps=5", "ds_eps=0",
+                                                          "lora_target_modules=[q_proj, v_proj]", "eval_data=null",
+                                                          "sft_think=123", "save_strategy=\"no\""])
+    assert s.trl["learning_rate"] == 3e-4 and isinstance(s.trl["learning_rate"], float)   # YAML read '3e-4' as str
+    assert s.ds_eps == 0.0 and isinstance(s.ds_eps, float) and s.trl["max_steps"] == 5
+    assert s.lora_target_modules == ["q_proj", "v_proj"] and s.eval_data is None and s.sft_think == "123"
+    assert s.trl["save_strategy"] == "no"
+    assert load_settings(ROOT / "configs/math_srl_cpu.yaml").lora_target_modules == "all-linear"   # PEFT's value
+
+
+@pytest.mark.parametrize("override,words", [
+    ("max_steps=1.5", ["max_steps", "invalid int value"]),
+    ("lr_scheduler_type=sometimes", ["lr_scheduler_type", "invalid choice", "cosine"]),   # choices of TRL's enum
+    ("similarity_backend=levenshtein", ["similarity_backend", "invalid choice"]),
+    ("sft_target=half", ["sft_target", "invalid choice"]),
+    ("save_strategy=no", ["save_strategy", "got bool", "quote"]),     # YAML 1.1 reads `no` as false
+    ("model=true", ["model", "got bool"]),
+    ("batch_prompts=0", ["batch_prompts", ">= 1"]),
+    ("lora_r=[1, 2]", ["lora_r", "list"]),
+])
+def test_parser_errors_are_one_line_and_name_the_key(override, words):
+    with pytest.raises(ConfigError) as e:
+        load_settings(ROOT / "configs/math_srl_cpu.yaml", [override])
+    msg = str(e.value)
+    assert all(w in msg for w in words) and "\n" not in msg, msg
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_resolved_yaml_round_trips(path, tmp_path):
+    s = load_settings(path)
+    out = tmp_path / "config.resolved.yaml"
+    out.write_text(s.to_yaml())
+    again = load_settings(out)
+    assert again.resolved() == s.resolved() and again.derived == s.derived
+
+
+def test_sft_defaults_and_trl_config_object(tmp_path):
+    s = load_settings(None, ["method=sft", "model=m", "data=d.jsonl", f"output_dir={tmp_path}", "batch_prompts=8",
+                             "per_device_train_batch_size=4", "bf16=false"])
+    assert s.trl["learning_rate"] == 5e-6 and s.trl["lr_scheduler_type"] == "cosine"
+    assert s.trl["warmup_steps"] == 0.3 and s.trl["num_train_epochs"] == 3
+    from trl import SFTConfig
+
+    from swe_srl.train.config import trl_config
+
+    cfg = trl_config(s, "transformers")
+    assert isinstance(cfg, SFTConfig) and cfg.gradient_accumulation_steps == 2 and cfg.learning_rate == 5e-6

@@ -4,7 +4,10 @@ The trainer and the evaluators never name a task. They receive a ``Task`` (a sma
 
   rows(method, path, options)   the training rows of ``method`` ("srl" | "sft" | "rlvr") from a data file
   reward_funcs(method, options) TRL-signature reward callables ``f(prompts, completions, **columns) -> [float]``
+                                (an empty list for sft)
   grade(completion, reference)  the task's own per-sample grader (math: answer equivalence; SWE: step reward)
+
+A request a task cannot serve (rlvr on SWE data, a file of another task) raises ``TaskError`` with one line.
 
 Implementations live in the middle layer (``math_srl.task.MathTask``, ``environments.task.SWETask``); the top layer
 (``swe_srl.tasks``) maps a data file or a task name to one of them. The pieces both tasks share — SRL rows and
@@ -13,11 +16,13 @@ step-SFT rows from step records — are here, so neither task copies them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
-from .schema import StepRecord
+from .reward import FORMAT_PENALTY
+from .schema import StepRecord, read_steps
 
 METHODS = ("srl", "sft", "rlvr")
 
@@ -41,15 +46,63 @@ class RowOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class RewardOptions:
+    """How the step reward scores (filled by the trainer from its config)."""
+
+    format_penalty: float = FORMAT_PENALTY
+    similarity_backend: str = "exact"
+    think_prefilled: bool = False        # prompts end with "<think>": the completion continues the monologue
+
+
 @runtime_checkable
 class Task(Protocol):
     name: str
 
     def rows(self, method: str, path: Path, options: RowOptions) -> list[dict[str, Any]]: ...
 
-    def reward_funcs(self, method: str, options: dict[str, Any]) -> list[RewardFunc]: ...
+    def reward_funcs(self, method: str, options: RewardOptions) -> list[RewardFunc]: ...
 
     def grade(self, completion: str, reference: Any) -> float: ...
+
+
+# ---- data files ----------------------------------------------------------------------------------------------------
+
+STEPS_FILE = "steps.jsonl"
+
+
+def data_file(data: str | Path) -> Path:
+    """A training data file: the path itself, or ``steps.jsonl`` inside a directory."""
+    p = Path(data)
+    if p.is_dir():
+        p = p / STEPS_FILE
+    if not p.is_file():
+        raise FileNotFoundError(f"data: no such file {str(p)!r}")
+    return p
+
+
+def is_step_file(path: str | Path) -> bool:
+    """Whether the first record of a JSONL file is a step record (has schema_version and target)."""
+    with Path(path).open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    d = json.loads(line)
+                except json.JSONDecodeError:
+                    return False
+                return isinstance(d, dict) and "schema_version" in d and "target" in d
+    return False
+
+
+def task_records(path: str | Path, task: str, max_samples: int | None = None) -> list[StepRecord]:
+    """The step records of ``path`` (the first ``max_samples``), refusing records of another task."""
+    if not is_step_file(path):
+        raise TaskError(f"data: {path}: not a step file (steps.jsonl records with schema_version and target)")
+    records = read_steps(path)
+    other = sorted({r.task for r in records if r.task != task})
+    if other:
+        raise TaskError(f"data: {path}: holds {'/'.join(other)} step records, not {task}")
+    return records[:max_samples] if max_samples else records
 
 
 # ---- shared row builders (both tasks) ----------------------------------------------------------------------------

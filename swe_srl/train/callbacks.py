@@ -1,8 +1,11 @@
-"""Run outputs: metrics.jsonl (one line per logged step), PNG curves, and resume-safe truncation."""
+"""Run outputs: metrics.jsonl (one line per logged step, an ``AppendLog``), PNG curves.
+
+On resume, lines logged after the checkpoint's step are dropped (the resumed run logs those steps again), and a
+torn last line from a crash is cut off.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 import resource
 import sys
@@ -11,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
+
+from ..core.io import AppendLog
 
 PLOT_KEYS = (
     ("reward", "reward mean"), ("reward_std", "reward std"), ("srl/format_error_rate", "format-error rate"),
@@ -31,38 +36,29 @@ def _memory() -> dict[str, float]:
     return out
 
 
-def truncate_metrics(path: Path, step: int) -> None:
-    """Drop lines logged after ``step`` (a resumed run re-logs them)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    keep.append(line)
-            except json.JSONDecodeError:
-                pass
-    path.write_text("".join(k + "\n" for k in keep))
-
-
 class MetricsCallback(TrainerCallback):
     def __init__(self, output_dir: str | Path, plots: bool = True) -> None:
         self.dir = Path(output_dir)
         self.path = self.dir / "metrics.jsonl"
         self.plots = plots
-        self._t = None
+        self.log: AppendLog | None = None
+        self._t: float | None = None
         self._last_step = 0
 
     def on_train_begin(self, args, state, control, **kw):
         if state.is_world_process_zero:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            truncate_metrics(self.path, state.global_step)
+            step = state.global_step
+            self.log = AppendLog(self.path, keep=lambda r: r.get("step", 0) <= step)
         self._t = time.perf_counter()
         self._last_step = state.global_step
 
+    def on_train_end(self, args, state, control, **kw):
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
     def on_log(self, args, state, control, logs: dict[str, Any] | None = None, **kw):
-        if not state.is_world_process_zero or not logs:
+        if self.log is None or not logs:
             return
         now = time.perf_counter()
         steps = max(state.global_step - self._last_step, 1)
@@ -74,26 +70,21 @@ class MetricsCallback(TrainerCallback):
             row["perf/step_seconds"] = (now - self._t) / steps
         row.update(_memory())
         self._t, self._last_step = now, state.global_step
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        self.log.append(row)
         if self.plots:
             try:
-                plot_metrics(self.path, self.dir / "plots")
+                plot_metrics(self.log.records, self.dir / "plots")
             except Exception as e:  # plotting must never stop training
                 print(f"[swe-srl] plotting failed: {e}", file=sys.stderr)
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-def plot_metrics(metrics_path: Path, out_dir: Path) -> list[Path]:
+def plot_metrics(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """Write ``out_dir/curves.png``: one panel per logged metric of PLOT_KEYS and per tool similarity."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = read_metrics(metrics_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = [(k, t) for k, t in PLOT_KEYS if any(k in r for r in rows)]
     tool_keys = sorted({k for r in rows for k in r if k.startswith("srl/similarity/")})

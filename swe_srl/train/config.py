@@ -1,64 +1,99 @@
-"""Training configuration: YAML with TRL-style keys, ``--set key=value`` overrides, strict validation.
+"""Training configuration: one flat YAML mapping + ``--set key=value`` overrides, parsed by transformers'
+``HfArgumentParser`` into two dataclasses:
 
-A config is one flat mapping. Keys are either
-  * swe-srl keys (``SRL_KEYS`` below: method, model, data, rollout, dynamic sampling, LoRA, ...), or
-  * fields of TRL's ``GRPOConfig`` (methods srl / rlvr) or ``SFTConfig`` (method sft), passed through unchanged.
-Anything else is an error whose one-line message names the key. The batch keys TRL derives from our
-``batch_prompts`` (gradient_accumulation_steps, steps_per_generation, generation_batch_size) and the rollout keys
-(use_vllm, vllm_mode) are set by us and refused when given directly.
+  * ``SRLArguments`` (below): swe-srl's own keys (method, model, data, rollout, dynamic sampling, LoRA, ...);
+  * TRL's ``GRPOConfig`` (methods srl / rlvr) or ``SFTConfig`` (method sft): every other key.
+
+The parser checks types and choices from the dataclass annotations; its errors become a one-line ``ConfigError``
+naming the key. A key of neither dataclass is an error. The batch keys TRL derives from our ``batch_prompts``
+(gradient_accumulation_steps, steps_per_generation, generation_batch_size) and the rollout keys (use_vllm,
+vllm_mode) are set by us and refused when given. The RL methods start from the paper's values (``RL_EXPLICIT``),
+SFT from the paper's SFT defaults (``SFT_DEFAULTS``); the config overrides both.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import functools
 import json
 import os
 import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional, Union, get_args
 
 import yaml
 
 from ..core.sampling import DEFAULT_DS_EPS
+from ..generation import vllm_usable
 
-METHODS = ("srl", "sft", "rlvr")
-ROLLOUTS = ("auto", "vllm-colocate", "vllm-server", "transformers")
+Method = Literal["srl", "sft", "rlvr"]
+Rollout = Literal["auto", "vllm-colocate", "vllm-server", "transformers"]
+METHODS = get_args(Method)
+ROLLOUTS = get_args(Rollout)
 
 
 class ConfigError(ValueError):
     """A bad configuration. The message is one line and names the key."""
 
 
-# swe-srl's own keys: name -> (default, allowed types, help)
-SRL_KEYS: dict[str, tuple[Any, tuple[type, ...], str]] = {
-    "method": ("srl", (str,), "srl | sft | rlvr"),
-    "model": (None, (str,), "hub id, local path or alias (smollm2-135m)"),
-    "data": (None, (str,), "steps.jsonl (or a directory holding one); rlvr also takes {problem, answer} jsonl"),
-    "eval_data": (None, (str, type(None)), "held-out steps.jsonl (optional)"),
-    "max_samples": (None, (int, type(None)), "use only the first N records of data"),
-    "rollout": ("auto", (str,), "auto | vllm-colocate | vllm-server | transformers"),
-    "batch_prompts": (512, (int,), "prompt groups (step instances) per optimizer step; SFT: examples per step"),
-    "dynamic_sampling": (True, (bool,), "keep only groups with reward std > ds_eps, refill until the batch is full"),
-    "ds_eps": (DEFAULT_DS_EPS, (float, int), "dynamic-sampling std threshold"),
-    "ds_max_rounds": (8, (int,), "generation rounds per optimizer step before training on what there is"),
-    "ds_warn_kept_fraction": (0.05, (float, int), "warn loudly when the kept fraction falls below this"),
-    "format_penalty": (-1.0, (float, int), "reward of a completion that breaks the format"),
-    "similarity_backend": ("exact", (str,), "difflib | cydifflib | fast | exact | indel"),
-    "prefill_think": (False, (bool,), "end every prompt with '<think>' (format warm-up without training)"),
-    "sft_target": ("step", (str,), "sft only: step (prompt -> <think>..</think>+action) | full (whole solution)"),
-    "sft_think": ("brief", (str,), "sft only: monologue text used when the record has none"),
-    "lora": (False, (bool,), "train a LoRA adapter instead of all weights"),
-    "lora_r": (16, (int,), ""),
-    "lora_alpha": (32, (int,), ""),
-    "lora_dropout": (0.0, (float, int), ""),
-    "lora_target_modules": ("all-linear", (str, list), ""),
-    "init_from": (None, (str, type(None)), "start from this checkpoint (curriculum, e.g. SRL -> RLVR)"),
-    "dtype": ("auto", (str,), "auto | bfloat16 | float32 (weights as loaded)"),
-    "plots": (True, (bool,), "write PNG curves into output_dir/plots as training goes"),
-    "random_init": (False, (bool,), "build the model from its config with random weights (benchmarks only)"),
-}
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class SRLArguments:
+    """swe-srl's own training keys (everything that is not a TRL config field)."""
+
+    method: Method = field(default="srl", metadata=_help("srl | sft | rlvr"))
+    model: Optional[str] = field(default=None, metadata=_help("hub id, local path or alias (smollm2-135m)"))
+    data: Optional[str] = field(default=None, metadata=_help(
+        "steps.jsonl (or a directory holding one); rlvr also takes {problem, answer} jsonl"))
+    eval_data: Optional[str] = field(default=None, metadata=_help("held-out steps.jsonl (optional)"))
+    max_samples: Optional[int] = field(default=None, metadata=_help("use only the first N records of data"))
+    rollout: Rollout = field(default="auto", metadata=_help("auto | vllm-colocate | vllm-server | transformers"))
+    batch_prompts: int = field(default=512, metadata=_help(
+        "prompt groups (step instances) per optimizer step; SFT: examples per step"))
+    dynamic_sampling: bool = field(default=True, metadata=_help(
+        "keep only groups with reward std > ds_eps, refill until the batch is full"))
+    ds_eps: float = field(default=DEFAULT_DS_EPS, metadata=_help("dynamic-sampling std threshold"))
+    ds_max_rounds: int = field(default=8, metadata=_help(
+        "generation rounds per optimizer step before training on what there is"))
+    ds_warn_kept_fraction: float = field(default=0.05, metadata=_help(
+        "warn loudly when the kept fraction falls below this"))
+    format_penalty: float = field(default=-1.0, metadata=_help("reward of a completion that breaks the format"))
+    similarity_backend: Literal["difflib", "cydifflib", "fast", "exact", "indel"] = field(
+        default="exact", metadata=_help("difflib | cydifflib | fast | exact | indel"))
+    prefill_think: bool = field(default=False, metadata=_help(
+        "end every prompt with '<think>' (format warm-up without training)"))
+    sft_target: Literal["step", "full"] = field(default="step", metadata=_help(
+        "sft only: step (prompt -> <think>..</think>+action) | full (whole solution)"))
+    sft_think: str = field(default="brief", metadata=_help("sft only: monologue text used when the record has none"))
+    lora: bool = field(default=False, metadata=_help("train a LoRA adapter instead of all weights"))
+    lora_r: int = field(default=16, metadata=_help(""))
+    lora_alpha: int = field(default=32, metadata=_help(""))
+    lora_dropout: float = field(default=0.0, metadata=_help(""))
+    lora_target_modules: Union[str, list[str]] = field(default="all-linear", metadata=_help(""))
+    init_from: Optional[str] = field(default=None, metadata=_help(
+        "start from this checkpoint (curriculum, e.g. SRL -> RLVR)"))
+    dtype: Literal["auto", "bfloat16", "float32", "float16"] = field(default="auto", metadata=_help(
+        "auto | bfloat16 | float32 (weights as loaded)"))
+    plots: bool = field(default=True, metadata=_help("write PNG curves into output_dir/plots as training goes"))
+    random_init: bool = field(default=False, metadata=_help(
+        "build the model from its config with random weights (benchmarks only)"))
+
+    def __post_init__(self) -> None:
+        # the parser reads a list key as a list; PEFT's special value is the plain string
+        if self.lora_target_modules == ["all-linear"]:
+            self.lora_target_modules = "all-linear"
+        for key in ("batch_prompts", "ds_max_rounds"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key {key!r}: must be >= 1")
+
+
+SRL_KEYS = tuple(f.name for f in dataclasses.fields(SRLArguments))
 
 # TRL keys we derive; setting them is an error
 DERIVED = {
@@ -91,22 +126,123 @@ RL_EXPLICIT = {
     "weight_decay": 0.0,
 }
 
+# SFT defaults (paper Table 5)
+SFT_DEFAULTS = {
+    "learning_rate": 5e-6,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.3,        # a float < 1 is a ratio in transformers 5
+    "num_train_epochs": 3,
+}
 
-def _trl_fields(method: str) -> dict[str, dataclasses.Field]:
+
+@dataclass
+class TrainSettings(SRLArguments):
+    """A parsed config: the SRL keys (the inherited ``SRLArguments`` fields, as the parser typed them) and ``trl``,
+    the TRL config keywords as parsed (without the derived ones; ``trl_kwargs`` adds them)."""
+
+    trl: dict[str, Any] = field(default_factory=dict)
+    derived: dict[str, Any] = field(default_factory=dict)
+    source: Optional[str] = None
+    num_processes: int = 1
+    accelerate_config: Optional[str] = None
+
+    def srl_values(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in SRL_KEYS}
+
+    def resolved(self) -> dict[str, Any]:
+        return {**self.srl_values(), **self.trl}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.resolved(), sort_keys=False)
+
+
+def trl_config_class(method: str) -> type:
     if method == "sft":
-        from trl import SFTConfig as C
-    else:
-        from trl import GRPOConfig as C
-    return {f.name: f for f in dataclasses.fields(C) if f.init}
+        from trl import SFTConfig
+
+        return SFTConfig
+    from trl import GRPOConfig
+
+    return GRPOConfig
 
 
-def _field_default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return None
+# ---- parsing through HfArgumentParser ----------------------------------------------------------------------------
 
+class _Parser:
+    """HfArgumentParser over one dataclass; a mapping goes in as ``--key=value`` arguments, so argparse converts and
+    checks every value with the type / choices HfArgumentParser derived from the annotations."""
+
+    def __init__(self, cls: type) -> None:
+        from transformers import HfArgumentParser
+        from transformers.hf_argparser import string_to_bool
+
+        class Parser(HfArgumentParser):
+            def error(self, message: str):  # argparse would print usage and exit
+                raise ConfigError(f"config: {message}")
+
+        self.cls = cls
+        self.parser = Parser(cls, exit_on_error=False, allow_abbrev=False)
+        self.actions: dict[str, argparse.Action] = {}
+        for a in self.parser._actions:      # the first action of a key (HF adds a --no_KEY one after bools)
+            if a.option_strings and a.dest != "help":
+                self.actions.setdefault(a.dest, a)
+        self.bool_keys = {k for k, a in self.actions.items() if a.type is string_to_bool}
+        self.list_keys = {k for k, a in self.actions.items() if a.nargs == "+"}
+
+    def default(self, key: str) -> Any:
+        return self.parser.get_default(key)
+
+    def argv(self, mapping: dict[str, Any]) -> list[str]:
+        out: list[str] = []
+        for key, value in mapping.items():
+            if value is None:
+                continue                               # set after parsing (argparse has no "None" literal)
+            if key in self.bool_keys:
+                if not isinstance(value, bool):
+                    raise ConfigError(f"config key {key!r}: expected true or false, got {type(value).__name__} "
+                                      f"{value!r}")
+                out.append(f"--{key}={str(value).lower()}")
+            elif isinstance(value, bool):
+                raise ConfigError(f"config key {key!r}: expected {self._type_name(key)}, got bool {value!r} "
+                                  f"(YAML reads yes/no/on/off as booleans: quote the value)")
+            elif key in self.list_keys:
+                items = value if isinstance(value, list) else [value]
+                out += [f"--{key}", *(str(v) for v in items)]
+            elif isinstance(value, list):
+                raise ConfigError(f"config key {key!r}: expected {self._type_name(key)}, got a list")
+            elif isinstance(value, dict):
+                out.append(f"--{key}={json.dumps(value)}")
+            else:
+                out.append(f"--{key}={value}")
+        return out
+
+    def _type_name(self, key: str) -> str:
+        a = self.actions[key]
+        if a.choices:
+            return "one of " + "|".join(map(str, a.choices))
+        return getattr(a.type, "__name__", "a value")
+
+    def parse(self, mapping: dict[str, Any]) -> dict[str, Any]:
+        """Every field of the dataclass as argparse sees it: ``mapping`` converted and checked, the parser's defaults
+        for the rest (HfArgumentParser has none for a str|list field: use the given keys and the dataclass default)."""
+        try:
+            ns, rest = self.parser.parse_known_args(self.argv(mapping))
+        except argparse.ArgumentError as e:
+            key = (e.argument_name or "").split("/")[0].lstrip("-").replace("-", "_")
+            raise ConfigError(f"config key {key!r}: {e.message}" if key else f"config: {e.message}") from None
+        if rest:
+            raise ConfigError(f"config: could not read {' '.join(rest)!r}")
+        values = vars(ns)
+        values.update({k: None for k, v in mapping.items() if v is None})
+        return values
+
+
+@functools.lru_cache(maxsize=None)
+def parser_for(cls: type) -> _Parser:
+    return _Parser(cls)
+
+
+# ---- loading -----------------------------------------------------------------------------------------------------
 
 def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
@@ -120,155 +256,78 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-@dataclass
-class TrainSettings:
-    values: dict[str, Any]            # swe-srl keys (all of them, defaults filled)
-    trl: dict[str, Any]               # TRL config keyword arguments (without the derived ones)
-    source: str | None = None
-    num_processes: int = 1
-    accelerate_config: str | None = None
-    derived: dict[str, Any] = field(default_factory=dict)
-
-    def __getattr__(self, name: str) -> Any:
-        values = self.__dict__.get("values", {})
-        if name in values:
-            return values[name]
-        raise AttributeError(name)
-
-    def resolved(self) -> dict[str, Any]:
-        return {**self.values, **self.trl}
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.resolved(), sort_keys=False)
-
-
-def _as_number(value: Any) -> Any:
-    """YAML 1.1 reads '1e-3' as a string; accept it as a number."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _check_type(key: str, value: Any, types: tuple[type, ...]) -> Any:
-    if float in types:
-        value = _as_number(value)
-    if float in types and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if bool not in types and isinstance(value, bool) and int in types:
-        raise ConfigError(f"config key {key!r}: expected {'/'.join(t.__name__ for t in types)}, got bool")
-    if not isinstance(value, types):
-        raise ConfigError(f"config key {key!r}: expected {'/'.join(t.__name__ for t in types)}, "
-                          f"got {type(value).__name__} {value!r}")
-    return value
-
-
-def _check_trl_value(key: str, value: Any, f: dataclasses.Field) -> Any:
-    default = _field_default(f)
-    if default is None and str(f.type).replace(" ", "") in ("bool|None", "Optional[bool]", "bool"):
-        default = False
-    if value is None or default is None:
-        return value
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key {key!r}: expected bool, got {type(value).__name__} {value!r}")
-    elif isinstance(default, int) and not isinstance(default, bool):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key {key!r}: expected a number, got {type(value).__name__} {value!r}")
-    elif isinstance(default, float):
-        value = _as_number(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key {key!r}: expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
-    elif isinstance(default, str) and not hasattr(default, "value"):
-        if not isinstance(value, (str, int, float)):
-            raise ConfigError(f"config key {key!r}: expected a string, got {type(value).__name__}")
-    return value
+def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config: no such file {str(p)!r}")
+    try:
+        loaded = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config: {p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config: {p}: expected a mapping of key: value")
+    return loaded
 
 
 def load_settings(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
                   extra: dict[str, Any] | None = None, *, num_processes: int | None = None,
                   accelerate_config: str | None = None) -> TrainSettings:
-    """Read a YAML config, apply ``key=value`` overrides (then ``extra``), validate, fill defaults."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config: no such file {str(p)!r}")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config: {p}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config: {p}: expected a mapping of key: value")
-        raw.update(loaded)
+    """Read a YAML config, apply ``key=value`` overrides (then ``extra``), parse, check, fill defaults."""
+    raw: dict[str, Any] = _read_yaml(path) if path is not None else {}
     for o in overrides:
         k, v = parse_override(o)
         raw[k] = v
-    for k, v in (extra or {}).items():
-        if v is not None:
-            raw[k] = v
+    raw.update({k: v for k, v in (extra or {}).items() if v is not None})
 
     method = raw.get("method", "srl")
     if method not in METHODS:
         raise ConfigError(f"config key 'method': expected one of {'|'.join(METHODS)}, got {method!r}")
-    trl_fields = _trl_fields(method)
-    values = {k: d for k, (d, _, _) in SRL_KEYS.items()}
-    trl: dict[str, Any] = dict(RL_EXPLICIT) if method != "sft" else {}
+    trl_cls = trl_config_class(method)
+    trl_parser = parser_for(trl_cls)
+    srl_raw: dict[str, Any] = {}
+    trl_raw: dict[str, Any] = dict(SFT_DEFAULTS if method == "sft" else RL_EXPLICIT)
     for key, value in raw.items():
         if not isinstance(key, str):
             raise ConfigError(f"config key {key!r}: keys must be strings")
         if key in SRL_KEYS:
-            values[key] = _check_type(key, value, SRL_KEYS[key][1])
+            srl_raw[key] = value
         elif key in DERIVED:
             raise ConfigError(f"config key {key!r}: {DERIVED[key]}; do not set it")
-        elif key in trl_fields:
-            trl[key] = _check_trl_value(key, value, trl_fields[key])
+        elif key in trl_parser.actions:
+            trl_raw[key] = value
         else:
-            cls = "SFTConfig" if method == "sft" else "GRPOConfig"
-            raise ConfigError(f"config key {key!r}: unknown (neither a swe-srl key nor a TRL {cls} field)")
-    if method == "sft":
-        # keys that only make sense for RL are refused for SFT by the field check above; sft defaults (paper Table 5)
-        trl.setdefault("learning_rate", 5e-6)
-        trl.setdefault("lr_scheduler_type", "cosine")
-        trl.setdefault("warmup_steps", 0.3)  # a float < 1 is a ratio in transformers 5
-        trl.setdefault("num_train_epochs", 3)
-    if values["rollout"] not in ROLLOUTS:
-        raise ConfigError(f"config key 'rollout': expected one of {'|'.join(ROLLOUTS)}, got {values['rollout']!r}")
-    if values["sft_target"] not in ("step", "full"):
-        raise ConfigError(f"config key 'sft_target': expected step|full, got {values['sft_target']!r}")
-    if values["dtype"] not in ("auto", "bfloat16", "float32", "float16"):
-        raise ConfigError(f"config key 'dtype': expected auto|bfloat16|float32|float16, got {values['dtype']!r}")
+            raise ConfigError(f"config key {key!r}: unknown (neither a swe-srl key nor a TRL {trl_cls.__name__} "
+                              f"field)")
+
+    srl_values = parser_for(SRLArguments).parse(srl_raw)
+    trl_values = trl_parser.parse(trl_raw)
+    srl = {k: srl_values[k] for k in srl_raw}          # the dataclass fills the defaults
+    trl = {k: trl_values[k] for k in trl_raw}
     for key in ("model", "data"):
-        if not values[key]:
+        if not srl.get(key):
             raise ConfigError(f"config key {key!r}: required")
-    if values["batch_prompts"] < 1:
-        raise ConfigError("config key 'batch_prompts': must be >= 1")
-    if values["ds_max_rounds"] < 1:
-        raise ConfigError("config key 'ds_max_rounds': must be >= 1")
-    if "output_dir" not in trl or not trl["output_dir"]:
+    if not trl.get("output_dir"):
         raise ConfigError("config key 'output_dir': required")
 
-    nproc = num_processes or int(os.environ.get("WORLD_SIZE", "1"))
-    settings = TrainSettings(values=values, trl=trl, source=str(path) if path else None, num_processes=nproc,
-                             accelerate_config=accelerate_config)
-    settings.derived = derive_batch(settings)
-    return settings
+    s = TrainSettings(**srl, trl=trl, source=str(path) if path else None,
+                      num_processes=num_processes or int(os.environ.get("WORLD_SIZE", "1")),
+                      accelerate_config=accelerate_config)
+    s.derived = derive_batch(s, trl_values)
+    return s
 
 
-def derive_batch(s: TrainSettings) -> dict[str, Any]:
-    """batch_prompts (groups per optimizer step) -> TRL's per-device micro-batches and accumulation."""
+def derive_batch(s: TrainSettings, trl_values: dict[str, Any]) -> dict[str, Any]:
+    """batch_prompts (groups per optimizer step) -> TRL's per-device micro-batches and accumulation.
+    ``trl_values``: every TRL field as parsed (defaults included)."""
     nproc = s.num_processes
-    per_dev = int(s.trl.get("per_device_train_batch_size", 8))
+    per_dev = int(trl_values["per_device_train_batch_size"])
     if s.method == "sft":
         total = s.batch_prompts
         if total % (per_dev * nproc):
             raise ConfigError(f"config key 'batch_prompts': {total} is not a multiple of per_device_train_batch_size "
                               f"({per_dev}) x processes ({nproc})")
         return {"per_device_train_batch_size": per_dev, "gradient_accumulation_steps": total // (per_dev * nproc)}
-    g = int(s.trl.get("num_generations", 8))
+    g = int(trl_values["num_generations"])
     if g < 2:
         raise ConfigError("config key 'num_generations': GRPO needs at least 2 rollouts per prompt")
     total = s.batch_prompts * g
@@ -285,8 +344,6 @@ def derive_batch(s: TrainSettings) -> dict[str, Any]:
 def resolve_rollout(rollout: str) -> str:
     if rollout != "auto":
         return rollout
-    from ..generation import vllm_usable
-
     return "vllm-colocate" if vllm_usable() else "transformers"
 
 
@@ -309,6 +366,11 @@ def trl_kwargs(s: TrainSettings, rollout: str) -> dict[str, Any]:
     return kw
 
 
+def trl_config(s: TrainSettings, rollout: str):
+    """The TRL config object (GRPOConfig / SFTConfig) of a run; built only when training (it checks the device)."""
+    return trl_config_class(s.method)(**trl_kwargs(s, rollout))
+
+
 def launch_command(s: TrainSettings, resolved_path: str) -> list[str]:
     """The command that runs this config: accelerate launch for several processes, else this interpreter."""
     entry = ["-m", "swe_srl.train.entry", resolved_path]
@@ -326,5 +388,5 @@ def format_command(cmd: list[str]) -> str:
 
 def describe(s: TrainSettings, rollout: str) -> str:
     """Human-readable resolved configuration (for --dry-run)."""
-    out = {"swe_srl": s.values, "rollout_resolved": rollout, "derived": s.derived, "trl": s.trl}
+    out = {"swe_srl": s.srl_values(), "rollout_resolved": rollout, "derived": s.derived, "trl": s.trl}
     return json.dumps(out, indent=2, default=str)

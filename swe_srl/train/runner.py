@@ -1,28 +1,32 @@
-"""Build model, data, reward and trainer from TrainSettings; run; write the run manifest."""
+"""Build model, data, rewards and trainer from TrainSettings; run; write the run manifest.
+
+The data file names its task (``swe_srl.tasks.task_for_data``); the task supplies the training rows and the reward
+functions, so nothing here knows math or SWE.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .config import TrainSettings, resolve_rollout, trl_kwargs
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTTrainer
 
-
-def versions() -> dict[str, str]:
-    out = {}
-    for p in ("torch", "transformers", "trl", "accelerate", "peft", "vllm", "deepspeed", "datasets", "swe-srl"):
-        try:
-            out[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+from ..core.io import file_sha256, versions, write_json_atomic
+from ..core.task import Task, data_file
+from ..models import resolve_model
+from ..tasks import task_for_data
+from .callbacks import MetricsCallback
+from .config import TrainSettings, load_settings, resolve_rollout, trl_config
+from .data import build_dataset, reward_options, row_options
+from .grpo import SRLGRPOTrainer
 
 
 def git_commit() -> str:
@@ -37,27 +41,22 @@ def git_commit() -> str:
 
 
 def write_manifest(s: TrainSettings, rollout: str, extra: dict[str, Any] | None = None) -> Path:
-    from .data import data_hash, steps_path
-
     out = Path(s.trl["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
-    dpath = steps_path(s.data)
+    dpath = data_file(s.data)
     manifest = {
         "config": s.resolved(), "derived": s.derived, "rollout": rollout, "num_processes": s.num_processes,
         "config_file": s.source, "versions": versions(), "git_commit": git_commit(),
-        "data": {"path": str(dpath), "sha256": data_hash(dpath)},
+        "data": {"path": str(dpath), "sha256": file_sha256(dpath)},
         "python": platform.python_version(), "argv": sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **(extra or {}),
     }
-    path = out / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    path = write_json_atomic(out / "manifest.json", manifest)
     (out / "config.resolved.yaml").write_text(s.to_yaml())
     return path
 
 
-def _dtype(s: TrainSettings):
-    import torch
-
+def _dtype(s: TrainSettings) -> torch.dtype:
     if s.dtype != "auto":
         return getattr(torch, s.dtype)
     if s.trl.get("bf16") and torch.cuda.is_available():
@@ -66,10 +65,6 @@ def _dtype(s: TrainSettings):
 
 
 def load_model_and_tokenizer(s: TrainSettings):
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from ..models import resolve_model
-
     base = resolve_model(s.model)
     src = s.init_from or base
     tok_src = src if (Path(src) / "tokenizer_config.json").exists() else base
@@ -78,8 +73,6 @@ def load_model_and_tokenizer(s: TrainSettings):
         tok.pad_token = tok.eos_token
     dtype = _dtype(s)
     if s.random_init:
-        import torch
-
         torch.manual_seed(int(s.trl.get("seed", 42)))
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base), dtype=dtype)
     elif s.init_from and (Path(s.init_from) / "adapter_config.json").exists():
@@ -102,41 +95,27 @@ def peft_config(s: TrainSettings):
 
 
 def build_trainer(s: TrainSettings, *, model=None, tokenizer=None, rollout: str | None = None,
-                  callbacks: list | None = None):
-    from .callbacks import MetricsCallback
-    from .data import build_dataset
-
+                  callbacks: list | None = None, task: Task | None = None):
+    """The TRL trainer of a run. The task's reward functions are built first, so a run the task cannot serve
+    (rlvr on SWE data, rlvr without math-verify) fails before any model is loaded."""
     rollout = rollout or resolve_rollout(s.rollout)
+    task = task or task_for_data(s.data)
+    rewards = task.reward_funcs(s.method, reward_options(s))
     if model is None or tokenizer is None:
         model, tokenizer = load_model_and_tokenizer(s)
-    ds = build_dataset(s.method, s.data, tokenizer=tokenizer, prefill_think=s.prefill_think,
-                       sft_target=s.sft_target, sft_think=s.sft_think, max_samples=s.max_samples)
-    kw = trl_kwargs(s, rollout)
-    cbs = [MetricsCallback(kw["output_dir"], plots=s.plots), *(callbacks or [])]
+    ds = build_dataset(task, s.method, s.data, row_options(s, tokenizer))
+    args = trl_config(s, rollout)
+    cbs = [MetricsCallback(args.output_dir, plots=s.plots), *(callbacks or [])]
     if s.method == "sft":
-        from trl import SFTConfig, SFTTrainer
-
-        return SFTTrainer(model=model, args=SFTConfig(**kw), train_dataset=ds, processing_class=tokenizer,
+        return SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
                           peft_config=peft_config(s), callbacks=cbs)
-    from trl import GRPOConfig
-
-    from .grpo import SRLGRPOTrainer
-    from .rewards import RLVRReward, SRLReward
-
-    if s.method == "srl":
-        reward = SRLReward(format_penalty=s.format_penalty, backend=s.similarity_backend,
-                           think_prefilled=s.prefill_think)
-    else:
-        reward = RLVRReward()
-    return SRLGRPOTrainer(model=model, reward_funcs=[reward], args=GRPOConfig(**kw), train_dataset=ds,
+    return SRLGRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=ds,
                           processing_class=tokenizer, peft_config=peft_config(s), callbacks=cbs,
                           dynamic_sampling=s.dynamic_sampling, ds_eps=float(s.ds_eps), ds_max_rounds=s.ds_max_rounds,
                           ds_warn_kept_fraction=float(s.ds_warn_kept_fraction))
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
     d = Path(output_dir)
     return get_last_checkpoint(str(d)) if d.is_dir() else None
 
@@ -162,8 +141,5 @@ def run(s: TrainSettings, *, resume: bool = False, model=None, tokenizer=None):
 
 def main_entry(resolved_yaml: str) -> None:
     """Entry used by ``accelerate launch -m swe_srl.train.entry``."""
-    from .config import load_settings
-
     resume = os.environ.get("SWE_SRL_RESUME") == "1"
-    s = load_settings(resolved_yaml)
-    run(s, resume=resume)
+    run(load_settings(resolved_yaml), resume=resume)

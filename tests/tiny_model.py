@@ -1,4 +1,4 @@
-"""A tiny random causal LM + character tokenizer with a chat template, built offline (tests, smoke runs).
+"""A tiny random causal LM + character tokenizer with a chat template, built offline (training tests only).
 
 The vocabulary is small (~70 tokens) and ``<think>``/``</think>`` are single ordinary tokens, so even random
 weights emit ``</think>`` now and then: with ``prefill_think`` the SRL rewards of a group vary and GRPO has signal.
