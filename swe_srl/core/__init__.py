@@ -4,7 +4,7 @@ Task seam and the shared crash-safe I/O (append log, resume guard, hashing, vers
 Importable without torch (standard library + optional rapidfuzz/cydifflib for similarity backends).
 """
 
-from .io import AppendLog, ResumeGuard, ResumeMismatch, file_sha256, versions
+from .io import AppendLog, OutputLock, OutputLocked, ResumeGuard, ResumeMismatch, file_sha256, versions
 from .format import VIOLATIONS, ParsedCompletion, parse_completion
 from .reward import FORMAT_PENALTY, RewardResult, score_batch, score_completion, similarity, srl_reward, srl_rewards
 from .sampling import DEFAULT_DS_EPS, filter_groups, group_std, grpo_advantages, keep_group
@@ -14,7 +14,7 @@ from .task import RowOptions, Task, TaskError
 from .toolcall import ToolCall, ToolCallError, canonicalize_action, from_openai, from_shell, parse_single_tool_call, parse_tool_calls
 
 __all__ = [
-    "AppendLog", "ResumeGuard", "ResumeMismatch", "file_sha256", "versions", "RowOptions", "Task", "TaskError",
+    "AppendLog", "OutputLock", "OutputLocked", "ResumeGuard", "ResumeMismatch", "file_sha256", "versions", "RowOptions", "Task", "TaskError",
     "VIOLATIONS", "ParsedCompletion", "parse_completion", "FORMAT_PENALTY", "RewardResult", "score_batch",
     "score_completion", "similarity", "srl_reward", "srl_rewards", "DEFAULT_DS_EPS", "filter_groups", "group_std",
     "grpo_advantages", "keep_group", "SCHEMA_VERSION", "StepRecord", "StepRecordError", "iter_steps", "read_steps",

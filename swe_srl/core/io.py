@@ -5,15 +5,17 @@ Every resumable writer in the project (step store, math samples, SWE predictions
 tail (a crash mid-write) is cut off, so what was committed before the crash is kept and nothing half-written is
 ever read back.
 
-``ResumeGuard`` is the one "resume only with the same options" check: the first run writes its options next to
+``OutputLock`` makes every output directory single-writer. ``ResumeGuard`` is the one "resume only with the same options" check: the first run writes its options next to
 its outputs; a rerun with different options is refused with a one-line error naming the keys that differ.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -25,6 +27,62 @@ VERSION_PACKAGES = ("torch", "transformers", "trl", "accelerate", "peft", "datas
 
 class ResumeMismatch(ValueError):
     """A rerun into an existing output directory with other options. One line, names the keys."""
+
+
+class OutputLocked(RuntimeError):
+    """Another live process is writing into the same output directory. One line, names its PID."""
+
+
+LOCK_FILE = ".swe-srl.lock"
+
+
+class OutputLock:
+    """Exclusive lock on an output directory: one writer at a time.
+
+    An advisory ``flock`` on ``<dir>/.swe-srl.lock``, which holds the writer's PID and command. The kernel drops the
+    lock when its holder dies (kill -9 included), so a stale lock file from a dead process is simply taken over.
+    A second writer fails at once with ``OutputLocked`` naming the holder's PID.
+    """
+
+    def __init__(self, out_dir: str | Path, *, what: str = "--out") -> None:
+        self.dir = Path(out_dir)
+        self.path = self.dir / LOCK_FILE
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> "OutputLock":
+        if self._fd is not None:
+            return self
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip().splitlines()
+            os.close(fd)
+            who = holder[0] if holder else "unknown"
+            raise OutputLocked(f"{self.dir}: another swe-srl process (pid {who}) is writing here; wait for it to "
+                               f"finish or choose another {self.what}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n{' '.join(sys.argv)[:1000]}\n".encode("utf-8"), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 class AppendLog:
