@@ -180,6 +180,25 @@ class AppendLog:
         self.close()
 
 
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The records of an append log, read-only (a torn or undecodable tail is ignored, the file is not touched);
+    [] when the file does not exist."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    out = []
+    for line in p.read_bytes().splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            break
+    return out
+
+
 class ResumeGuard:
     """Refuse to resume into ``out_dir`` with options other than those it was started with.
 

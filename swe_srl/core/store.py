@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Iterable
 
-from .io import AppendLog, write_json_atomic
+from .io import AppendLog, read_log, write_json_atomic
 from .schema import StepRecord
 
 STEPS_FILE = "steps.jsonl"
@@ -93,6 +93,11 @@ class StepStore:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def read_ledger(out_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """unit -> its last ledger entry, read-only (for manifests and resume checks of a collect directory)."""
+    return {e["unit"]: e for e in read_log(Path(out_dir) / LEDGER_FILE) if isinstance(e, dict) and "unit" in e}
 
 
 def length_stats(values: Iterable[float]) -> dict[str, float]:
