@@ -7,6 +7,9 @@ Each trajectory is replayed in its own fresh container (start + copy + checkout 
 keeping its `before` section (numbers of the exec-per-command sandbox, measured before the in-container helper) and
 recording the machine load (1-min load average before/after each run) next to the numbers.
 `--exec-path` measures the old exec-per-command path (DockerSandbox(fast=False)) for comparison.
+`--before DIR --rounds N` compares against older code checked out in DIR (`git worktree add DIR COMMIT`): N rounds,
+each running DIR's own benchmark script, then this one, in subprocesses (before/after interleaved, since the machine
+is shared and noisy); every round and the medians are written under `before_after`.
 This file is the replay benchmark; benchmarks/collect_throughput.py measures parse + build only.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,21 +92,53 @@ def measure(workers: int, n_traj: int, n_actions: int, repo: Path, sha: str) -> 
             "container_overhead_s_per_traj": round((wall * workers - sum(exec_times)) / n_traj, 3)}
 
 
+def measure_all(args) -> list[dict]:
+    with tempfile.TemporaryDirectory() as d:
+        repo = Path(d) / "repo"
+        sha = make_repo(repo)
+        replay_one(repo, sha, actions(3))                     # warm-up
+        return [measure(w, args.trajectories, args.actions, repo, sha) for w in (1, 2)]
+
+
+def compare(args) -> dict:
+    """Interleaved rounds: the old code's benchmark (its own script, in DIR), then this one; both in subprocesses."""
+    before_dir = Path(args.before).resolve()
+    sizes = ["--trajectories", str(args.trajectories), "--actions", str(args.actions)]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=before_dir, capture_output=True,
+                            text=True).stdout.strip()
+    rounds = {"before": [], "after": []}
+    for i in range(args.rounds):
+        subprocess.run([sys.executable, "benchmarks/replay_throughput.py", *sizes], cwd=before_dir, check=True,
+                       env={**os.environ, "PYTHONPATH": str(before_dir)}, stdout=subprocess.DEVNULL)
+        old = json.loads((before_dir / "benchmarks/results/replay_throughput.json").read_text())
+        rounds["before"].append(old["runs"])
+        out = subprocess.run([sys.executable, __file__, "--print-json", *sizes], check=True, capture_output=True,
+                             text=True).stdout
+        rounds["after"].append(json.loads(out.strip().splitlines()[-1]))
+        for side in ("before", "after"):
+            print(i, side, [(r["workers"], r["actions_per_s"], r["exec_actions_per_s"]) for r in rounds[side][-1]])
+    median = {side: {f"workers_{w}": {k: statistics.median(r[k] for rs in runs for r in rs if r["workers"] == w)
+                                      for k in ("actions_per_s", "exec_actions_per_s", "container_overhead_s_per_traj")}
+                     for w in (1, 2)} for side, runs in rounds.items()}
+    return {"description": f"{args.rounds} interleaved rounds on the same machine, same load: before = commit {commit} "
+                           f"(its own benchmark script), after = this code; each round = 1 and 2 workers",
+            "before_commit": commit, "median": median, "rounds": rounds}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trajectories", type=int, default=6)
     ap.add_argument("--actions", type=int, default=30)
     ap.add_argument("--exec-path", action="store_true", help="measure the old exec-per-command path")
+    ap.add_argument("--before", help="a checkout of older code to compare against (interleaved rounds)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--print-json", action="store_true", help="print the runs as one JSON line, write nothing")
     args = ap.parse_args()
     global FAST
     FAST = not args.exec_path
-    with tempfile.TemporaryDirectory() as d:
-        repo = Path(d) / "repo"
-        sha = make_repo(repo)
-        replay_one(repo, sha, actions(3))                     # warm-up
-        runs = [measure(w, args.trajectories, args.actions, repo, sha) for w in (1, 2)]
-    for r in runs:
-        print(r)
+    if args.print_json:
+        print(json.dumps(measure_all(args)))
+        return
     from benchmarks.common import RESULTS
 
     old = {}
@@ -110,7 +146,14 @@ def main() -> None:
         old = json.loads((RESULTS / "replay_throughput.json").read_text())
     except (OSError, ValueError):
         pass
-    extra = {k: old[k] for k in ("before", "exec_path") if k in old}
+    extra = {k: old[k] for k in ("before", "exec_path", "before_after") if k in old}
+    if args.before:
+        extra["before_after"] = compare(args)
+        runs = extra["before_after"]["rounds"]["after"][-1]
+    else:
+        runs = measure_all(args)
+        for r in runs:
+            print(r)
     if args.exec_path:
         extra["exec_path"] = {"description": "same workload, DockerSandbox(fast=False): one docker exec per command",
                               "runs": runs}

@@ -1,23 +1,28 @@
 """Command helper that runs INSIDE a sandbox container (``python3 -I -S -c BOOT``; BOOT reads this source as the
 first line of stdin, JSON-encoded, so ``ps`` inside the container shows a short command line).
 
-One helper per container serves every command, file read and file write of the sandbox over its stdin/stdout:
-one JSON request per line in, one JSON response per line out, each echoing the request's unique ``id`` (the
-sentinel that frames a response). Raw bytes travel base64-encoded, so outputs are byte-exact. Kept compatible with
-Python 3.5+ and free of non-stdlib imports: it runs on whatever ``python3`` the image has.
+It is the fast transport of DockerSandbox: the same three primitives as the ``docker exec`` transport (``exec``: run an
+argv, optionally with stdin bytes, return exit code + output; ``read`` / ``write`` a file, which that transport does
+with ``cat`` / ``dd``, here in-process, without a process spawn), and no engine round trip per call. One JSON request
+per line in, one JSON response per line out, each echoing the request's unique ``id`` (the sentinel that frames a
+response). Raw bytes travel base64-encoded, so outputs are byte-exact. Free of non-stdlib imports, for any ``python3``
+3.8+ (``os.posix_spawnp`` with ``setsid``); with an older one the helper fails its start-up ping and DockerSandbox
+falls back to one ``docker exec`` per call.
 
-Every command runs as ``bash -c CMD`` in a new session (process group), with the environment that ``docker exec``
-gave the helper (read back from /proc/self/environ, so nothing the interpreter changed leaks in), stdin from
-/dev/null, stdout+stderr on one pipe. On a timeout: SIGTERM to the group, SIGKILL after 2 s (``timeout -k 2``),
-then SIGKILL to every process of the container except PID 1 and the helper itself.
+Every process runs in a new session (process group), with the environment that ``docker exec`` gave the helper (read
+back from /proc/self/environ, so nothing the interpreter changed leaks in), stdin from the request's bytes (then EOF)
+or /dev/null, and stdout AND stderr on ONE pipe (as ``2>&1``), so the output is in the order the program wrote it.
+A child's exit wakes the helper through SIGCHLD (``signal.set_wakeup_fd``), without polling; a process killed by a
+signal reports 128 + its number, as a shell and ``docker exec`` do. On a timeout: SIGTERM to the group, SIGKILL after
+2 s (``timeout -k 2``), then SIGKILL to every process of the container except PID 1 and the helper itself.
 """
 
 import base64
+import fcntl
 import json
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 
@@ -51,86 +56,149 @@ def b64(data):
     return base64.b64encode(data).decode("ascii")
 
 
-def _killpg(p, sig):
-    try:
-        os.killpg(p.pid, sig)
-    except Exception:
-        pass
+def _nonblock(fd):
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
 
 
-def run(req):
-    t = max(float(req.get("timeout", 60)), 0.1)
-    start = time.monotonic()
+# SIGCHLD wakes select() through this pipe, so a child's exit is seen at once, without polling
+WAKE_R, WAKE_W = os.pipe()
+_nonblock(WAKE_R)
+_nonblock(WAKE_W)
+signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+signal.set_wakeup_fd(WAKE_W)
+SPAWN = os.posix_spawnp     # Python 3.8+; an older python3 fails here, at boot, and the sandbox uses docker exec
+SIGDEF = (signal.SIGPIPE, signal.SIGXFSZ)     # ignored by Python; a child gets them back at default (as Popen does)
+
+
+def spawn(argv, cwd, with_stdin):
+    """Start ``argv`` in a new session: (pid, output fd, input fd or None); stdout and stderr on the one pipe."""
+    out_r, out_w = os.pipe()                  # non-inheritable: only the dup2 copies reach the child
+    in_r, in_w = os.pipe() if with_stdin else (None, None)
+    fa = [(os.POSIX_SPAWN_DUP2, in_r, 0) if with_stdin else (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+          (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, out_w, 2)]
     try:
-        p = subprocess.Popen(["bash", "-c", req["cmd"]], cwd=req.get("cwd") or "/", env=ENV,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             start_new_session=True)
-    except OSError as e:
-        return {"rc": 126, "out": b64(str(e).encode("utf-8", "replace")), "timed_out": False}
-    fd = p.stdout.fileno()
-    chunks = []
-    deadline = start + t
-    eof = False
-    exit_at = None
-    timed_out = False
-    nap = 0.001
-    while True:
-        now = time.monotonic()
-        if p.poll() is not None:
-            if exit_at is None:
-                exit_at = now
-            if eof or now >= exit_at + DRAIN:
-                break
-            wait = exit_at + DRAIN - now
-        else:
-            if now >= deadline:
-                timed_out = True
-                break
-            if eof:                               # output closed, process still running
-                try:
-                    p.wait(timeout=deadline - now)
-                except subprocess.TimeoutExpired:
-                    pass
-                continue
-            wait = min(deadline - now, nap)       # wake up now and then to notice an exit while the pipe stays open
-            nap = min(nap * 2, 0.05)
-        r, _, _ = select.select([fd], [], [], max(wait, 0))
-        if r:
-            b = os.read(fd, 1 << 16)
-            if b:
-                chunks.append(b)
-                nap = 0.001
-            else:
-                eof = True
-    rc = p.returncode
-    if timed_out:
-        _killpg(p, signal.SIGTERM)
-        rc = 124
-        end = time.monotonic() + KILL_AFTER
-        while p.poll() is None and time.monotonic() < end:
-            r, _, _ = select.select([fd], [], [], 0.01 if eof else max(min(end - time.monotonic(), 0.01), 0))
-            if r and not eof:
-                b = os.read(fd, 1 << 16)
-                if b:
-                    chunks.append(b)
-                else:
-                    eof = True
-        if p.poll() is None:
-            _killpg(p, signal.SIGKILL)
-            rc = 137
-        kill_all()
+        os.chdir(cwd)                         # posix_spawn has no cwd: the child inherits the helper's
+        pid = SPAWN(argv[0], argv, ENV, file_actions=fa, setsid=True, setsigdef=SIGDEF)
+    except BaseException:
+        for fd in (out_r, in_w):
+            if fd is not None:
+                os.close(fd)
+        raise
+    finally:
+        os.chdir("/")
+        for fd in (out_w, in_r):
+            if fd is not None:
+                os.close(fd)
+    return pid, out_r, in_w
+
+
+class Child(object):
+    """A spawned process: its output (read until EOF), its stdin (fed from ``data``, then closed), its exit."""
+
+    def __init__(self, argv, cwd, data):
+        self.pid, self.fd, self.win = spawn(argv, cwd, data is not None)
+        self.data = data
+        self.chunks = []
+        self.eof = False
+        self.status = None
+        if self.win is not None:
+            _nonblock(self.win)
+            if not data:
+                self.close_in()
+
+    def close_in(self):
+        if self.win is not None:
+            os.close(self.win)
+            self.win = None
+
+    def poll(self):
+        if self.status is None:
+            try:
+                pid, st = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, st = self.pid, 255 << 8
+            if pid:
+                self.status = 128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st)   # as a shell
+        return self.status
+
+    def killpg(self, sig):
         try:
-            p.wait(timeout=5)
+            os.killpg(self.pid, sig)
         except Exception:
             pass
-        while not eof and select.select([fd], [], [], 0.05)[0]:   # what the killed processes left in the pipe
-            b = os.read(fd, 1 << 16)
+
+    def pump(self, wait):
+        """Wait <= ``wait`` s for output, room in the input pipe or a child's exit; handle what came."""
+        rl = [WAKE_R] if self.eof else [self.fd, WAKE_R]
+        wl = [self.win] if self.win is not None else []
+        r, w, _ = select.select(rl, wl, [], max(wait, 0))
+        if WAKE_R in r:
+            try:
+                os.read(WAKE_R, 4096)
+            except OSError:
+                pass
+        if w:
+            try:
+                n = os.write(self.win, self.data[:1 << 16])
+                self.data = self.data[n:]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:                       # EPIPE: the command does not read its stdin
+                self.data = b""
+            if not self.data:
+                self.close_in()
+        if self.fd in r:
+            b = os.read(self.fd, 1 << 16)
             if b:
-                chunks.append(b)
+                self.chunks.append(b)
             else:
-                eof = True
-    p.stdout.close()
-    return {"rc": rc if rc is not None else -1, "out": b64(b"".join(chunks)), "timed_out": timed_out}
+                self.eof = True
+
+
+def exec_(req):
+    t = max(float(req.get("timeout", 60)), 0.1)
+    start = time.monotonic()
+    data = base64.b64decode(req["stdin"]) if req.get("stdin") is not None else None
+    try:
+        c = Child(req["argv"], req.get("cwd") or "/", data)
+    except OSError as e:
+        return {"rc": 127 if isinstance(e, FileNotFoundError) else 126,
+                "out": b64(str(e).encode("utf-8", "replace")), "timed_out": False}
+    deadline = start + t
+    exit_at = None
+    timed_out = False
+    while True:
+        now = time.monotonic()
+        if c.poll() is not None:
+            if exit_at is None:
+                exit_at = now
+            if c.eof or now >= exit_at + DRAIN:
+                break
+            c.pump(exit_at + DRAIN - now)         # background holders of the output: wait for EOF
+        elif now >= deadline:
+            timed_out = True
+            break
+        else:
+            c.pump(deadline - now)
+    c.close_in()
+    rc = c.status
+    if timed_out:
+        c.killpg(signal.SIGTERM)
+        rc = 124
+        end = time.monotonic() + KILL_AFTER
+        while c.poll() is None and time.monotonic() < end:
+            c.pump(end - time.monotonic())
+        if c.poll() is None:
+            c.killpg(signal.SIGKILL)
+            rc = 137
+        kill_all()
+        end = time.monotonic() + 5
+        while c.poll() is None and time.monotonic() < end:
+            c.pump(end - time.monotonic())
+        while not c.eof and select.select([c.fd], [], [], 0.05)[0]:   # what the killed processes left in the pipe
+            c.pump(0)
+    os.close(c.fd)
+    return {"rc": rc if rc is not None else -1, "out": b64(b"".join(c.chunks)), "timed_out": timed_out}
 
 
 def read(req):
@@ -156,7 +224,7 @@ def write(req):
         return {"ok": False, "msg": "%s: %s" % (type(e).__name__, e)}
 
 
-OPS = {"run": run, "read": read, "write": write, "ping": lambda req: {"pid": ME}}
+OPS = {"exec": exec_, "read": read, "write": write, "ping": lambda req: {"pid": ME}}
 
 
 def main():

@@ -18,7 +18,7 @@ class SandboxError(RuntimeError):
 @dataclass
 class CommandResult:
     exit_code: int
-    output: str          # stdout and stderr, interleaved as produced
+    output: str          # stdout and stderr through ONE pipe, in the order the program wrote them (as 2>&1)
     timed_out: bool = False
 
 

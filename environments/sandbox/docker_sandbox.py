@@ -1,18 +1,29 @@
-"""DockerSandbox: one throw-away container per sandbox, on the `docker` Python SDK.
+"""DockerSandbox: one throw-away container per sandbox, on the `docker` Python SDK's public API.
 
 Isolation defaults: no network, 2 GiB memory (no extra swap), 512 pids, 1 CPU. Every container carries the label
 ``swe-srl.sandbox=1`` (and ``swe-srl.owner=<pid>``) and is removed on close(), on garbage collection, at interpreter
 exit, and after an exception or KeyboardInterrupt inside ``with``. Its main process is ``sleep <ttl>`` so a container
 orphaned by a SIGKILLed host process stops by itself (auto-remove) after ``ttl`` seconds at the latest.
 
-Fast path: one long-lived helper per container (``_helper.py``, run by the image's ``python3``) serves every
-command, file read and file write over one attached ``docker exec`` stream: a JSON request per line, a JSON response
-per line framed by the request's unique id, bytes base64-encoded. A command costs one local ``bash -c`` spawn instead
-of a ``docker exec`` round trip through the engine (~0.1-0.2 s each). Each command still runs as ``bash -c CMD`` in
-its own process group with the exec environment; on a timeout the group gets SIGTERM, then SIGKILL after 2 s, then
-every process of the container except PID 1 and the helper is SIGKILLed, so a timed-out command leaves nothing
-behind. Images without ``python3`` fall back to one ``docker exec`` per command (``timeout -k 2 T bash -c CMD``,
-then ``kill -9 -1`` after an overrun); ``fast=False`` forces that path.
+Every operation (run, read_file, write_file, and diff, which is a run) is written once, over a small transport
+interface: ``exec(argv, cwd, timeout, stdin) -> RawResult(rc, output bytes, timed_out)``, ``read(path) -> bytes`` and
+``write(path, data)`` (errors: FileNotFoundError / IsADirectoryError / OSError for the file, SandboxError for the
+transport). Both transports capture a process's stdout and stderr on ONE pipe, in the order the program wrote them
+(as ``2>&1``), so they return byte-identical results:
+
+- ``HelperChannel`` (fast path, images with ``python3`` >= 3.8): one long-lived helper per container (``_helper.py``)
+  on one attached ``docker exec`` stream; a JSON request per line, a JSON response per line framed by the request's
+  unique id, bytes base64-encoded. A process costs one local ``posix_spawn`` instead of a ``docker exec`` round trip
+  through the engine (~0.1-0.2 s each); a file read or write costs no process at all. Each process runs in its own
+  process group with the exec environment; on a timeout the group gets SIGTERM, then SIGKILL after 2 s, then every
+  process of the container except PID 1 and the helper is SIGKILLed, so a timed-out command leaves nothing behind.
+  A helper killed by a command (``kill -9 -1``) makes that call return 137 and a fresh helper takes over.
+- ``ExecTransport`` (images without a usable ``python3``, or ``fast=False``): one ``docker exec`` per call of
+  ``sh -c 'exec "$@" 2>&1' sh timeout -k 2 T ARGV...``, then ``kill -9 -1`` after an overrun; ``read`` is
+  ``cat -- PATH`` and ``write`` is stdin into ``dd of=PATH`` through that same ``exec``.
+
+Both read the engine's multiplexed stream with docker-py's frame reader (``docker.utils.socket.next_frame_header`` /
+``read_exactly``) on the socket that ``APIClient.exec_start(socket=True)`` returns; no private attribute is used.
 """
 
 from __future__ import annotations
@@ -22,21 +33,25 @@ import base64
 import io
 import json
 import os
-import socket
-import struct
 import posixpath
+import select
 import shlex
+import socket
 import tarfile
-import threading
 import time
 import uuid
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from .base import DEFAULT_WORKDIR, LABEL, CommandResult, SandboxBase, SandboxError
 
 _LIVE: "weakref.WeakSet[DockerSandbox]" = weakref.WeakSet()
 KILL_ALL = "kill -9 -1 2>/dev/null; exit 0"   # from an exec: every process but PID 1 (sleep) and the killer
+MERGE = 'exec "$@" 2>&1'                      # sh -c MERGE sh ARGV...: stderr onto the stdout pipe, in write order
+EXEC_GUARD_S = 15.0            # host-side slack over a command's own timeout before the transport is declared stuck
+FILE_TIMEOUT_S = 120.0
 
 
 def _close_all() -> None:
@@ -58,72 +73,229 @@ def _remove_container(container) -> None:
 
 
 HELPER_SOURCE = (Path(__file__).with_name("_helper.py")).read_text(encoding="utf-8")
+HELPER_PYTHON = "python3"     # the image's interpreter for the helper; missing (or < 3.8): one docker exec per call
 HELPER_BOOT = "import sys,json;exec(json.loads(sys.stdin.buffer.readline()),{'__name__':'__main__'})"
-HELPER_GUARD_S = 15.0          # host-side slack over a command's own timeout before the channel is declared dead
 
 
 class ChannelError(RuntimeError):
-    pass
+    """The transport itself failed (the helper exited, the stream broke); says nothing about the command."""
+
+
+@dataclass
+class RawResult:
+    rc: int
+    out: bytes            # stdout and stderr of the process, one pipe, in the order written
+    timed_out: bool = False
+
+
+class Transport(Protocol):
+    """How DockerSandbox runs one process in its container."""
+
+    name: str
+    dead: bool
+
+    def exec(self, argv: list[str], *, cwd: str, timeout: float, stdin: bytes | None = None) -> RawResult: ...
+    def read(self, path: str) -> bytes: ...
+    def write(self, path: str, data: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+# -- one attached `docker exec` ---------------------------------------------------------------------------------
+def _as_socket(raw) -> socket.socket:
+    """A full socket object for what ``APIClient.exec_start(socket=True)`` returned.
+
+    Over TLS that is already a socket; over the local unix socket (and plain TCP) it is a ``socket.SocketIO``, which
+    offers ``fileno()`` but neither ``sendall`` nor ``shutdown`` (needed to close the process's stdin while its output
+    is still read). A socket object made on a duplicate of that file descriptor gives both, through public API only.
+    """
+    if isinstance(raw, socket.socket):
+        return raw
+    return socket.socket(fileno=os.dup(raw.fileno()))
+
+
+class ExecStream:
+    """One attached ``docker exec``: its stdin, and its stdout/stderr frames read with docker-py's frame reader."""
+
+    def __init__(self, api, container_id: str, argv: list[str], *, workdir: str, stdin: bool):
+        from docker.utils.socket import SocketError, next_frame_header, read_exactly   # optional heavy dependency
+
+        self._header, self._exactly, self._short = next_frame_header, read_exactly, SocketError
+        self.api = api
+        self.exec_id = api.exec_create(container_id, argv, stdin=stdin, stdout=True, stderr=True, tty=False,
+                                       workdir=workdir)["Id"]
+        self._raw = api.exec_start(self.exec_id, socket=True, tty=False)
+        self.sock = _as_socket(self._raw)
+        self.sock.settimeout(60)          # bounds a send or a frame body; waiting for a frame uses select()
+        self._pending = b""
+        self._half_close = False
+
+    def write(self, data: bytes, end: bool = False) -> None:
+        """Send bytes to the process's stdin (what does not fit now is sent while frames are read); ``end``: then
+        close its stdin."""
+        self._pending += data
+        self._half_close = self._half_close or end
+        self._send()                      # a request line usually goes out whole here, without a select()
+
+    def _send(self) -> None:
+        if self._pending:
+            n = self.sock.send(self._pending[:1 << 16])
+            self._pending = self._pending[n:]
+        if not self._pending and self._half_close:
+            self._half_close = False
+            self.sock.shutdown(socket.SHUT_WR)
+
+    def next_frame(self, deadline: float) -> tuple[int, bytes] | None:
+        """The next (stream, payload) frame; None at the end of the stream; TimeoutError after ``deadline``."""
+        while True:
+            if self._pending or self._half_close:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("docker exec stream: deadline passed")
+                r, w, _ = select.select([self.sock], [self.sock], [], left)
+                if w:
+                    self._send()
+                if not r:
+                    continue
+            else:
+                pending_tls = getattr(self.sock, "pending", None)
+                if not (pending_tls and pending_tls()):
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                        raise TimeoutError("docker exec stream: deadline passed")
+            stream, size = self._header(self.sock)
+            if size < 0:
+                return None
+            try:
+                return stream, (self._exactly(self.sock, size) if size else b"")
+            except self._short as e:                       # the stream ended inside a frame
+                raise ChannelError(f"docker exec stream: {e}") from e
+
+    def exit_code(self) -> int:
+        code = self.api.exec_inspect(self.exec_id).get("ExitCode")
+        return -1 if code is None else int(code)
+
+    def close(self) -> None:
+        for f in (lambda: self.sock.shutdown(socket.SHUT_RDWR), self.sock.close, self._raw.close):
+            try:
+                f()
+            except Exception:
+                pass
+
+
+# -- transports --------------------------------------------------------------------------------------------------
+class ExecTransport:
+    """One ``docker exec`` per call (``timeout -k 2 T``, stderr merged into stdout in the container)."""
+
+    name = "exec"
+    dead = False
+
+    def __init__(self, api, container_id: str):
+        self.api = api
+        self.container_id = container_id
+
+    def exec(self, argv: list[str], *, cwd: str, timeout: float, stdin: bytes | None = None) -> RawResult:
+        t = max(float(timeout), 0.1)
+        cmd = ["sh", "-c", MERGE, "sh", "timeout", "-k", "2", f"{t:g}", *argv]
+        start = time.monotonic()
+        try:
+            s = ExecStream(self.api, self.container_id, cmd, workdir=cwd, stdin=stdin is not None)
+        except Exception as e:
+            raise SandboxError(f"docker exec failed: {e}") from e
+        out = []
+        try:
+            if stdin is not None:
+                s.write(stdin, end=True)
+            deadline = start + t + EXEC_GUARD_S          # in case `timeout` itself cannot act
+            while (frame := s.next_frame(deadline)) is not None:
+                out.append(frame[1])
+            code = s.exit_code()
+        except TimeoutError:
+            self.kill_all()
+            return RawResult(137, b"", True)             # as the helper channel: its answer never came
+        except (ChannelError, OSError) as e:
+            raise SandboxError(f"docker exec stream failed: {e}") from e
+        finally:
+            s.close()
+        timed_out = code in (124, 137) and time.monotonic() - start >= t - 0.05
+        if timed_out:
+            self.kill_all()
+        return RawResult(code, b"".join(out), timed_out)
+
+    def read(self, path: str) -> bytes:
+        r = self.exec(["cat", "--", path], cwd="/", timeout=FILE_TIMEOUT_S)
+        if r.rc == 0:
+            return r.out
+        msg = r.out.decode("utf-8", "replace")
+        if r.timed_out or r.rc > 1:
+            raise SandboxError(f"read({path}) failed ({r.rc}): {msg[-300:]}")
+        raise IsADirectoryError(path) if "Is a directory" in msg else FileNotFoundError(path)
+
+    def write(self, path: str, data: bytes) -> None:
+        """stdin into ``dd of=PATH`` (O_TRUNC: an existing file keeps its mode and owner); a missing parent directory
+        is created and the write retried once."""
+        dd = ["dd", f"of={path}", "bs=65536"]
+        r = self.exec(dd, cwd="/", timeout=FILE_TIMEOUT_S, stdin=data)
+        if r.rc != 0 and not r.timed_out:
+            if self.exec(["mkdir", "-p", "--", posixpath.dirname(path)], cwd="/", timeout=60).rc == 0:
+                r = self.exec(dd, cwd="/", timeout=FILE_TIMEOUT_S, stdin=data)
+        if r.rc != 0:
+            raise OSError(f"write({path}) failed ({r.rc}): {r.out.decode('utf-8', 'replace')[-300:]}")
+
+    def kill_all(self) -> None:
+        """SIGKILL every process of the container except PID 1 (the ``sleep`` main process)."""
+        try:
+            s = ExecStream(self.api, self.container_id, ["sh", "-c", KILL_ALL], workdir="/", stdin=False)
+        except Exception:
+            return
+        try:
+            deadline = time.monotonic() + 30
+            while s.next_frame(deadline) is not None:
+                pass
+        except Exception:
+            pass
+        finally:
+            s.close()
+
+    def close(self) -> None:
+        pass
 
 
 class HelperChannel:
-    """Host end of the in-container helper: an attached exec (stdin + multiplexed stdout/stderr frames)."""
+    """The in-container helper (``_helper.py``) on one long-lived attached exec: ``exec`` without the engine."""
 
-    def __init__(self, api, container_id: str, python: str = "python3"):
-        self.api = api
-        self.python = python
-        eid = api.exec_create(container_id, [python, "-I", "-S", "-c", HELPER_BOOT], stdin=True, stdout=True,
-                              stderr=True, tty=False, workdir="/")["Id"]
-        self.exec_id = eid
-        raw = api.exec_start(eid, socket=True, tty=False)
-        self._sock = getattr(raw, "_sock", raw)
-        self._holder = raw                        # keeps the HTTP response (and the connection) alive
-        self._buf = b""                           # undecoded frame bytes
-        self._out = b""                           # stdout payload not yet consumed
-        self._err = b""
+    name = "helper"
+
+    def __init__(self, api, container_id: str, python: str = HELPER_PYTHON):
+        self.fallback = ExecTransport(api, container_id)          # kills everything when the helper is stuck
+        self.stream = ExecStream(api, container_id, [python, "-I", "-S", "-c", HELPER_BOOT], workdir="/",
+                                 stdin=True)
         self.dead = False
-        self._sock.sendall(json.dumps(HELPER_SOURCE).encode("ascii") + b"\n")
+        self._out = b""                           # stdout payload not yet consumed
+        self._err = b""                           # the helper's own stderr (tail), for error messages
+        self.stream.write(json.dumps(HELPER_SOURCE).encode("ascii") + b"\n")
 
-    # -- framing (docker's multiplexed stream: 1 byte stream, 3 zero, 4 bytes big-endian size) -----------------
     def _recv_line(self, deadline: float) -> bytes:
-        while True:
-            nl = self._out.find(b"\n")
-            if nl >= 0:
-                line, self._out = self._out[:nl], self._out[nl + 1:]
-                return line
-            while len(self._buf) >= 8:
-                kind, size = struct.unpack(">BxxxL", self._buf[:8])
-                if len(self._buf) < 8 + size:
-                    break
-                payload, self._buf = self._buf[8:8 + size], self._buf[8 + size:]
-                if kind == 2:
-                    self._err = (self._err + payload)[-4000:]
-                else:
-                    self._out += payload
-            if b"\n" in self._out:
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise socket.timeout("helper did not answer in time")
-            self._sock.settimeout(left)
-            chunk = self._sock.recv(1 << 16)
-            if not chunk:
+        while (nl := self._out.find(b"\n")) < 0:
+            frame = self.stream.next_frame(deadline)
+            if frame is None:
                 raise ChannelError(f"helper exited: {self._err.decode('utf-8', 'replace')[-300:]}")
-            self._buf += chunk
+            if frame[0] == 2:
+                self._err = (self._err + frame[1])[-4000:]
+            else:
+                self._out += frame[1]
+        line, self._out = self._out[:nl], self._out[nl + 1:]
+        return line
 
     def request(self, op: str, wait: float, **kw) -> dict:
         if self.dead:
             raise ChannelError("helper channel is closed")
         rid = uuid.uuid4().hex
-        msg = json.dumps({"op": op, "id": rid, **kw}).encode("ascii") + b"\n"
         deadline = time.monotonic() + wait
         try:
-            self._sock.settimeout(max(wait, 1.0))
-            self._sock.sendall(msg)
+            self.stream.write(json.dumps({"op": op, "id": rid, **kw}).encode("ascii") + b"\n")
             while True:
-                line = self._recv_line(deadline)
                 try:
-                    res = json.loads(line)
+                    res = json.loads(self._recv_line(deadline))
                 except ValueError:
                     continue                       # not a response line (cannot happen: children never share it)
                 if res.get("id") == rid:
@@ -135,16 +307,39 @@ class HelperChannel:
             raise ChannelError(res["error"])
         return res
 
+    def exec(self, argv: list[str], *, cwd: str, timeout: float, stdin: bytes | None = None) -> RawResult:
+        t = max(float(timeout), 0.1)
+        try:
+            res = self.request("exec", wait=t + 2 + 2 + EXEC_GUARD_S, argv=argv, cwd=cwd, timeout=t,
+                               stdin=None if stdin is None else base64.b64encode(stdin).decode("ascii"))
+        except TimeoutError:
+            self.fallback.kill_all()
+            return RawResult(137, b"", True)
+        except (ChannelError, OSError):
+            # the helper died under the process (e.g. it ran `kill -9 -1`): like an exec killed by SIGKILL
+            return RawResult(137, b"", False)
+        return RawResult(int(res["rc"]), base64.b64decode(res["out"]), bool(res["timed_out"]))
+
+    def _file_request(self, op: str, path: str, **kw) -> dict:
+        try:
+            return self.request(op, wait=FILE_TIMEOUT_S, path=path, **kw)
+        except (ChannelError, OSError) as e:               # TimeoutError included
+            raise SandboxError(f"{op}({path}): helper channel failed: {e}") from e
+
+    def read(self, path: str) -> bytes:
+        r = self._file_request("read", path)
+        if not r["ok"]:
+            raise IsADirectoryError(path) if r.get("err") == "isdir" else FileNotFoundError(path)
+        return base64.b64decode(r["data"])
+
+    def write(self, path: str, data: bytes) -> None:
+        r = self._file_request("write", path, data=base64.b64encode(data).decode("ascii"))
+        if not r["ok"]:
+            raise OSError(f"write({path}) failed: {r.get('msg', '')[-300:]}")
+
     def close(self) -> None:
         self.dead = True
-        try:
-            self._sock.close()
-        except Exception:
-            pass
-        try:
-            self._holder.close()
-        except Exception:
-            pass
+        self.stream.close()
 
 
 def repo_tar(repo_path: str | os.PathLike, arc_root: str) -> bytes:
@@ -170,7 +365,7 @@ class DockerSandbox(SandboxBase):
                  labels: dict[str, str] | None = None, fast: bool = True):
         self.image = image
         self.fast = fast
-        self._chan: HelperChannel | None = None
+        self._transport: Transport | None = None
         self._fast_ok = fast
         self.workdir = posixpath.normpath(workdir)
         self.repo_path = repo_path
@@ -191,7 +386,7 @@ class DockerSandbox(SandboxBase):
     @property
     def client(self):
         if self._client is None:
-            import docker
+            import docker   # optional heavy dependency
 
             self._client = docker.from_env(timeout=120)
         return self._client
@@ -199,7 +394,7 @@ class DockerSandbox(SandboxBase):
     def start(self) -> "DockerSandbox":
         if self.container is not None:
             return self
-        import docker.errors
+        import docker.errors   # optional heavy dependency
 
         kw = dict(
             image=self.image, command=["sleep", str(int(self.ttl))], detach=True, labels=self.labels,
@@ -230,7 +425,7 @@ class DockerSandbox(SandboxBase):
                 if not container.put_archive("/", data):
                     raise SandboxError(f"copying {self.repo_path} into the container failed")
             container.start()
-            self._open_channel()
+            self._transport = self._open_transport()
             setup = [f"mkdir -p {shlex.quote(self.workdir)}"]
             if self.base_commit:
                 setup.append(f"cd {shlex.quote(self.workdir)} && git -c advice.detachedHead=false checkout -q -f "
@@ -244,28 +439,32 @@ class DockerSandbox(SandboxBase):
             raise
         return self
 
-    def _open_channel(self) -> None:
-        """Start the helper; images without a usable python3 keep the exec-per-command path."""
-        if not self._fast_ok:
-            return
-        try:
-            ch = HelperChannel(self.client.api, self.container.id)
-            ch.request("ping", wait=60)
-            self._chan = ch
-        except Exception:
-            self._chan = None
-            self._fast_ok = False
+    def _open_transport(self) -> Transport:
+        """The helper channel; images without a usable python3 (or fast=False) get one docker exec per call."""
+        if self._fast_ok:
+            ch = None
+            try:
+                ch = HelperChannel(self.client.api, self.container.id, HELPER_PYTHON)
+                ch.request("ping", wait=60)
+                return ch
+            except Exception:
+                if ch is not None:
+                    ch.close()
+                self._fast_ok = False
+        return ExecTransport(self.client.api, self.container.id)
 
-    def _channel(self) -> HelperChannel | None:
-        if self._chan is not None and self._chan.dead:
-            self._chan = None
-            self._open_channel()                 # e.g. the helper was killed by a command (`kill -9 -1`)
-        return self._chan
+    @property
+    def transport(self) -> Transport:
+        if self.container is None:
+            raise SandboxError("sandbox not started")
+        if self._transport is None or self._transport.dead:
+            self._transport = self._open_transport()   # e.g. the helper was killed by a command (`kill -9 -1`)
+        return self._transport
 
     def close(self) -> None:
-        ch, self._chan = self._chan, None
-        if ch is not None:
-            ch.close()
+        tr, self._transport = self._transport, None
+        if tr is not None:
+            tr.close()
         c, self.container = self.container, None
         if c is not None:
             _LIVE.discard(self)
@@ -273,115 +472,18 @@ class DockerSandbox(SandboxBase):
                 self._finalizer.detach()
             _remove_container(c)
 
-    # -- commands ----------------------------------------------------------------------------------------------
-    def _exec(self, argv: list[str], workdir: str | None = None, environment: dict | None = None):
-        if self.container is None:
-            raise SandboxError("sandbox not started")
-        return self.container.exec_run(argv, workdir=workdir or self.workdir, environment=environment,
-                                       stdout=True, stderr=True, demux=False, tty=False)
-
+    # -- operations: each written once, over the Transport ------------------------------------------------------
     def run(self, command: str, timeout: float = 60, workdir: str | None = None) -> CommandResult:
-        if self.container is None:
-            raise SandboxError("sandbox not started")
-        t = max(float(timeout), 0.1)
-        ch = self._channel()
-        if ch is not None:
-            try:
-                res = ch.request("run", wait=t + 2 + 2 + HELPER_GUARD_S, cmd=command, timeout=t,
-                                 cwd=self.abspath(workdir) if workdir else self.workdir)
-            except socket.timeout:
-                self._kill_all()
-                return CommandResult(137, "", True)
-            except (ChannelError, OSError):
-                # the helper died under the command (e.g. it ran `kill -9 -1`): like an exec killed by SIGKILL
-                return CommandResult(137, "", False)
-            out = base64.b64decode(res["out"]).decode("utf-8", errors="replace")
-            return CommandResult(int(res["rc"]), out, bool(res["timed_out"]))
-        return self._run_exec(command, t, workdir)
+        cwd = self.abspath(workdir) if workdir else self.workdir
+        r = self.transport.exec(["bash", "-c", command], cwd=cwd, timeout=timeout)
+        return CommandResult(r.rc, r.out.decode("utf-8", errors="replace"), r.timed_out)
 
-    def _run_exec(self, command: str, t: float, workdir: str | None) -> CommandResult:
-        argv = ["timeout", "-k", "2", f"{t:g}", "bash", "-c", command]
-        box: dict = {}
-
-        def target():
-            try:
-                box["res"] = self._exec(argv, workdir=workdir)
-            except BaseException as e:  # noqa: BLE001 - surfaced below
-                box["err"] = e
-
-        start = time.monotonic()
-        th = threading.Thread(target=target, daemon=True)
-        th.start()
-        th.join(t + 15)          # host-side guard in case `timeout` itself cannot act
-        if th.is_alive():
-            self._kill_all()
-            th.join(10)
-            return CommandResult(137, "", True)
-        if "err" in box:
-            err = box["err"]
-            raise SandboxError(f"exec failed: {err}") from err
-        res = box["res"]
-        code = res.exit_code if res.exit_code is not None else -1
-        out = (res.output or b"").decode("utf-8", errors="replace")
-        timed_out = code in (124, 137) and time.monotonic() - start >= t - 0.05
-        if timed_out:
-            self._kill_all()
-        return CommandResult(code, out, timed_out)
-
-    def _kill_all(self) -> None:
-        try:
-            self._exec(["bash", "-c", KILL_ALL], workdir="/")
-        except Exception:
-            pass
-
-    # -- files ---------------------------------------------------------------------------------------------------
     def read_file(self, path: str) -> str:
-        p = self.abspath(path)
-        ch = self._channel()
-        if ch is not None:
-            try:
-                r = ch.request("read", wait=120, path=p)
-            except (ChannelError, OSError) as e:
-                raise SandboxError(f"read_file({p}): helper channel failed: {e}") from e
-            if not r["ok"]:
-                raise IsADirectoryError(p) if r.get("err") == "isdir" else FileNotFoundError(p)
-            return base64.b64decode(r["data"]).decode("utf-8", errors="replace")
-        res = self._exec(["cat", "--", p], workdir="/")
-        if res.exit_code != 0:
-            msg = (res.output or b"").decode("utf-8", "replace")
-            if "Is a directory" in msg:
-                raise IsADirectoryError(p)
-            raise FileNotFoundError(p)
-        return res.output.decode("utf-8", errors="replace")
+        return self.transport.read(self.abspath(path)).decode("utf-8", errors="replace")
 
     def write_file(self, path: str, content: str) -> None:
-        """Write through a temp file + ``cat >`` so that an existing file keeps its mode and owner."""
-        p = self.abspath(path)
-        data = content.encode("utf-8")
-        ch = self._channel()
-        if ch is not None:
-            try:
-                r = ch.request("write", wait=120, path=p, data=base64.b64encode(data).decode("ascii"))
-            except (ChannelError, OSError) as e:
-                raise SandboxError(f"write_file({p}): helper channel failed: {e}") from e
-            if not r["ok"]:
-                raise OSError(f"write_file({p}) failed: {r.get('msg', '')[-300:]}")
-            return
-        tmp = f".swe-srl-w-{uuid.uuid4().hex[:10]}"
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            ti = tarfile.TarInfo(tmp)
-            ti.size, ti.mode, ti.mtime = len(data), 0o644, int(time.time())
-            tar.addfile(ti, io.BytesIO(data))
-        if self.container is None:
-            raise SandboxError("sandbox not started")
-        self.container.put_archive("/tmp", buf.getvalue())
-        d = posixpath.dirname(p)
-        script = (f"mkdir -p {shlex.quote(d)} && cat /tmp/{tmp} > {shlex.quote(p)}; rc=$?; rm -f /tmp/{tmp}; "
-                  "exit $rc")
-        res = self._exec(["bash", "-c", script], workdir="/")
-        if res.exit_code != 0:
-            raise OSError(f"write_file({p}) failed: {(res.output or b'').decode('utf-8', 'replace')[-300:]}")
+        """Creates missing parent directories; an existing file keeps its mode and owner."""
+        self.transport.write(self.abspath(path), content.encode("utf-8"))
 
 
 def live_sandbox_containers(client=None) -> list:
@@ -389,7 +491,7 @@ def live_sandbox_containers(client=None) -> list:
     import docker
 
     client = client or docker.from_env()
-    return client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
+    return client.containers.list(all=True, filters={"label": f"{LABEL}=1"}, ignore_removed=True)
 
 
 def remove_sandbox_containers(client=None, owner_pid: int | None = None) -> int:

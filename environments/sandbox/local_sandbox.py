@@ -4,6 +4,7 @@ Commands run on the host, as the current user, with the host's network and tools
 actions (expert trajectories in tests, quick local replays). The copy lives under a temporary directory, but the
 sandbox presents it as ``workdir`` (default ``/testbed``): file paths under ``workdir`` are mapped to the copy, and
 ``run()`` rewrites ``workdir`` to the copy's path in commands and back in outputs (a textual, best-effort mapping).
+As in DockerSandbox, a command's stdout and stderr share one pipe, so the output keeps the order they were written.
 """
 
 from __future__ import annotations
