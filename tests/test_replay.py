@@ -161,7 +161,7 @@ def repo(tmp_path_factory):
 
 
 def _ours(client):
-    return [c for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
+    return [c for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}, ignore_removed=True)
             if c.labels.get("swe-srl.owner") == str(os.getpid())]
 
 
