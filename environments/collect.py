@@ -6,19 +6,27 @@ options that change the records are kept in ``options.json`` and a resume with o
 Middle layer: the caller passes the tokenizer for token budgets (swe_srl.commands.collect loads it).
 Per-unit statistics live in the StepStore ledger, so the manifest is rebuilt from the ledger on every run and
 always describes the whole directory (this run and earlier ones).
+
+Dataset inputs (``.parquet`` / ``.arrow`` / ``.jsonl`` / ``.json`` arrays, ``hf://`` specs from ``--dataset``) are one
+unit per row and are streamed (``iter_units``): neither a file's rows nor its records are ever held together.
+Filters, each a named skip reason counted in the manifest: the success filter (``--only-resolved``, on by default
+for dataset inputs, honouring each dataset's success field), ``--ids-file``, ``--model-filter``, ``--exclude-eval``
+(eval-set decontamination) and ``--future-leak`` (steps reading git history after the base commit).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
+import re
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -26,19 +34,31 @@ from swe_srl.core.io import ResumeGuard, ResumeMismatch, versions
 from swe_srl.core.schema import SCHEMA_VERSION, StepRecord
 from swe_srl.core.store import LEDGER_FILE, StepStore, length_stats
 
-from .prompting import build_messages
+from .prompting import build_messages, system_prompt_for_trajectory
 from .replay import replay_trajectory
+from .splits import SplitOptions, apply_swe_splits, finish_pending_swap
 from .sandbox.images import instance_image_name
-from .trajectories import FORMAT_CHOICES, TrajectoryFormatError, discover, iter_file
+from .trajectories import FORMAT_CHOICES, HUB_PREFIX, TrajectoryFormatError, discover, iter_file
+from .trajectories import DatasetUnavailable, RowOptions
+from .trajectories.datasets import is_row_file
+from .trajectories.hazards import EvalSetError, EvalSets, future_leak_steps, load_eval_sets
 from .trajectory import Trajectory
 
 REPLAY_CHOICES = ("none", "docker", "local")
 DIVERGENCE_CHOICES = ("keep", "drop", "stop")
+FUTURE_LEAK_CHOICES = ("drop-trajectory", "drop-steps", "keep")
+#: prompts longer than this many tokens (estimated as chars / EST_CHARS_PER_TOKEN without a tokenizer) are warned
+#: about: a 32k-context model cannot train on them
+WARN_PROMPT_TOKENS = 32768
+EST_CHARS_PER_TOKEN = 3.5
+#: files streamed in the main process even with --workers (their per-file result list would not fit in memory)
+STREAM_BYTES = 64 * 1024 * 1024
 STATS_PNG = "stats.png"
 OPTIONS_FILE = "options.json"
 #: options that change the step records; a resume with different values is refused
 BUILD_OPTIONS = ("fmt", "history_k", "obs_max_chars", "obs_max_tokens", "max_prompt_tokens", "tokenizer",
-                 "only_resolved", "replay", "on_divergence", "sandbox_map")
+                 "only_resolved", "replay", "on_divergence", "sandbox_map", "success_field", "model_filter",
+                 "ids_file", "exclude_eval", "future_leak")
 
 
 class CollectError(RuntimeError):
@@ -53,7 +73,14 @@ class CollectOptions:
     obs_max_tokens: int | None = None
     max_prompt_tokens: int | None = None
     tokenizer: str | None = None
-    only_resolved: bool = False
+    #: True/False, or None = on for dataset inputs (dataset files, --dataset, rows with a success column), off for
+    #: native agent logs
+    only_resolved: bool | None = None
+    success_field: str = "auto"        # auto | COLUMN | !COLUMN (inverted) | all | none (datasets.row_success)
+    model_filter: str | None = None    # regex searched in the row's model / model_name / run_id
+    ids_file: str | None = None        # keep only these instance ids (one per line, or a JSON list)
+    exclude_eval: str | None = None    # "verified,lite" and/or files: drop trajectories of eval-set instances
+    future_leak: str = "drop-trajectory"
     replay: str = "none"
     sandbox_map: str | None = None
     on_divergence: str = "keep"
@@ -76,6 +103,16 @@ class CollectOptions:
             raise CollectError("--max-prompt-tokens / --obs-max-tokens need --tokenizer")
         if self.workers < 1:
             raise CollectError(f"--workers: must be >= 1, got {self.workers}")
+        if self.future_leak not in FUTURE_LEAK_CHOICES:
+            raise CollectError(f"--future-leak: expected one of {', '.join(FUTURE_LEAK_CHOICES)}, got "
+                               f"{self.future_leak!r}")
+        if self.model_filter is not None:
+            try:
+                re.compile(self.model_filter)
+            except re.error as e:
+                raise CollectError(f"--model-filter: invalid regex ({e})") from None
+        if self.ids_file is not None and not Path(self.ids_file).is_file():
+            raise CollectError(f"--ids-file {self.ids_file}: no such file")
 
 
 # -- tokens -----------------------------------------------------------------------------------------------------
@@ -116,9 +153,12 @@ def build_steps(traj: Trajectory, *, unit: str | None = None, history_k: int | N
     dropped = 0
     base_meta = {"source": traj.source, "format": traj.format, "trajectory": unit, "repo": traj.repo,
                  "resolved": traj.resolved, "history_k": history_k}
+    if traj.meta.get("dataset"):
+        base_meta["dataset"] = traj.meta["dataset"]
+    system_prompt = system_prompt_for_trajectory(traj)
     for i, st in enumerate(traj.steps):
         prompt = build_messages(traj.issue, rounds[:i], history_k=history_k, obs_max_chars=obs_max_chars,
-                                obs_max_tokens=obs_max_tokens, tokenizer=tokenizer)
+                                obs_max_tokens=obs_max_tokens, tokenizer=tokenizer, system_prompt=system_prompt)
         if max_prompt_tokens is not None:
             ntok = prompt_token_count(prompt, tokenizer)
             if ntok > max_prompt_tokens:
@@ -136,6 +176,7 @@ def build_steps(traj: Trajectory, *, unit: str | None = None, history_k: int | N
                                   id=f"{traj.instance_id}@{tag}/{i}"))
         prompt_chars.append(sum(len(m["content"]) for m in prompt))
     info: dict[str, Any] = {"n_actions": n, "dropped_over_budget": dropped,
+                            "excluded_actions": dict(traj.meta.get("excluded_actions") or {}),
                             "tools": dict(Counter(r.tool for r in records)),
                             "prompt_chars": prompt_chars, "target_chars": [len(r.target) for r in records]}
     if max_prompt_tokens is not None:
@@ -153,45 +194,126 @@ class UnitResult:
     trajectory: Trajectory | None = None   # kept only when a replay follows
 
 
+class _Filters:
+    """The loaded filter inputs of one option set (ids file, eval sets, model regex); cached per process."""
+
+    _cache: dict[tuple[Any, ...], "_Filters"] = {}
+
+    def __init__(self, opts: CollectOptions) -> None:
+        self.model = re.compile(opts.model_filter) if opts.model_filter else None
+        self.ids: frozenset[str] | None = None
+        if opts.ids_file:
+            text = Path(opts.ids_file).read_text(encoding="utf-8")
+            if text.lstrip().startswith("["):
+                self.ids = frozenset(str(x) for x in json.loads(text))
+            else:
+                self.ids = frozenset(x.strip() for x in text.splitlines() if x.strip() and not x.startswith("#"))
+        self.eval: EvalSets | None = None
+        if opts.exclude_eval:
+            try:
+                self.eval = load_eval_sets(opts.exclude_eval)
+            except EvalSetError as e:
+                raise CollectError(str(e)) from None
+
+    @classmethod
+    def of(cls, opts: CollectOptions) -> "_Filters":
+        stamp = None
+        if opts.ids_file:
+            st = Path(opts.ids_file).stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        key = (opts.model_filter, opts.ids_file, stamp, opts.exclude_eval)
+        if key not in cls._cache:
+            cls._cache[key] = cls(opts)
+        return cls._cache[key]
+
+
+def only_resolved_applies(traj: Trajectory, opts: CollectOptions) -> bool:
+    """--only-resolved as set, or (unset) on for dataset inputs: dataset files, --dataset rows, rows with a success
+    column."""
+    if opts.only_resolved is not None:
+        return opts.only_resolved
+    return bool(traj.meta.get("dataset_file") or traj.meta.get("has_success_column"))
+
+
 def _filter_reason(traj: Trajectory, opts: CollectOptions) -> str | None:
+    """Why a trajectory is not used (``category: detail``), None to use it. May drop future-leak steps in place
+    (``--future-leak drop-steps``)."""
     if not traj.steps:
         return "no_actions: the trajectory has no agent actions"
-    if opts.only_resolved and traj.resolved is not True:
-        return ("not_resolved: resolved=false" if traj.resolved is False
-                else "resolved_unknown: no evaluation report found (--only-resolved)")
+    f = _Filters.of(opts)
+    if f.ids is not None and not ({traj.instance_id, traj.meta.get("traj_id"), traj.meta.get("row_id")} & f.ids):
+        return f"not_in_ids_file: {traj.instance_id} is not in --ids-file"
+    if f.model is not None:
+        model = traj.meta.get("model")
+        if not isinstance(model, str):
+            return "model_filtered: the row names no model (--model-filter)"
+        if not f.model.search(model):
+            return f"model_filtered: {model}"[:200]
+    if f.eval is not None:
+        hit = f.eval.match(traj.instance_id, traj.repo, traj.base_commit)
+        if hit:
+            return f"eval_contaminated: {traj.instance_id} is in {hit}"
+    if only_resolved_applies(traj, opts) and traj.resolved is not True:
+        if traj.resolved is False:
+            return "not_resolved: resolved=false" + (f" ({traj.meta['success_field']})"
+                                                     if traj.meta.get("success_field") else "")
+        if traj.meta.get("dataset_file") or traj.meta.get("has_success_column"):
+            return ("resolved_unknown: the row has no success field (pass --success-field all if the dataset is "
+                    "documented as all successful, or --no-only-resolved)")
+        return "resolved_unknown: no evaluation report found (--only-resolved)"
+    leaks = future_leak_steps(traj.steps, traj.base_commit)      # found (and counted) under every policy
+    if leaks:
+        traj.meta["future_leak_steps"] = len(leaks)
+        if opts.future_leak == "drop-trajectory":
+            first = min(leaks)
+            return f"future_leak: step {first} {leaks[first]} (--future-leak drop-trajectory)"[:300]
+        if opts.future_leak == "drop-steps":
+            # the leaking rounds go entirely (neither a target nor in any later prompt's history)
+            traj.steps = [st for i, st in enumerate(traj.steps) if i not in leaks]
+            traj.meta["future_leak_dropped_steps"] = len(leaks)
+            if not traj.steps:
+                return "future_leak: every step reads future history"
     return None
 
 
-def process_file(path: str, opts: CollectOptions, done: frozenset[str] = frozenset(),
-                 build: bool = True, *, tokenizer: Any = None) -> list[UnitResult]:
-    """The units of one input file, filtered, and built into step records unless ``build`` is false (a replay
-    follows). ``tokenizer``: for the token budgets of ``opts``."""
-    out: list[UnitResult] = []
-    for unit, item in iter_file(path, opts.fmt):
+def iter_units(path: str, opts: CollectOptions, done: frozenset[str] | set[str] = frozenset(), build: bool = True,
+               *, tokenizer: Any = None) -> Iterator[UnitResult]:
+    """The units of one input (file or ``hf://`` dataset), streamed one at a time: filtered, and built into step
+    records unless ``build`` is false (a replay follows). Units in ``done`` are not even parsed."""
+    rows = RowOptions(success_field=opts.success_field)
+    for unit, item in iter_file(path, opts.fmt, rows=rows, skip=done):
         if unit in done:
             continue
         if isinstance(item, TrajectoryFormatError):
-            out.append(UnitResult(unit, "skipped", {"format": "unknown", "reason": f"malformed: {item}",
-                                                    "source": path}))
+            yield UnitResult(unit, "skipped", {"format": "unknown", "reason": f"malformed: {item}", "source": path})
             continue
-        base = {"format": item.format, "source": item.source, "instance_id": item.instance_id,
-                "resolved": item.resolved, "n_actions": len(item.steps)}
         reason = _filter_reason(item, opts)
+        base = {"format": item.format, "source": item.source, "instance_id": item.instance_id,
+                "resolved": item.resolved, "n_actions": len(item.steps),
+                "excluded_actions": dict(item.meta.get("excluded_actions") or {})}
+        for k in ("dataset", "success_field", "future_leak_steps", "future_leak_dropped_steps"):
+            if item.meta.get(k) is not None:
+                base[k] = item.meta[k]
         if reason:
-            out.append(UnitResult(unit, "skipped", {**base, "reason": reason}))
+            yield UnitResult(unit, "skipped", {**base, "reason": reason})
             continue
         if not build:
-            out.append(UnitResult(unit, "ok", base, trajectory=item))
+            yield UnitResult(unit, "ok", base, trajectory=item)
             continue
         records, info = build_steps(item, unit=unit, history_k=opts.history_k, obs_max_chars=opts.obs_max_chars,
                                     obs_max_tokens=opts.obs_max_tokens, max_prompt_tokens=opts.max_prompt_tokens,
                                     tokenizer=tokenizer)
         if not records:
-            out.append(UnitResult(unit, "skipped", {**base, **info, "reason":
-                                                    "over_budget: every step is over --max-prompt-tokens"}))
+            yield UnitResult(unit, "skipped", {**base, **info, "reason":
+                                               "over_budget: every step is over --max-prompt-tokens"})
             continue
-        out.append(UnitResult(unit, "ok", {**base, **info}, records))
-    return out
+        yield UnitResult(unit, "ok", {**base, **info}, records)
+
+
+def process_file(path: str, opts: CollectOptions, done: frozenset[str] = frozenset(),
+                 build: bool = True, *, tokenizer: Any = None) -> list[UnitResult]:
+    """All units of one input file as a list (see iter_units; used by the worker processes for small files)."""
+    return list(iter_units(path, opts, done, build, tokenizer=tokenizer))
 
 
 # -- replay -----------------------------------------------------------------------------------------------------
@@ -295,6 +417,13 @@ def build_manifest(out_dir: Path, *, inputs: list[str], opts: CollectOptions, di
                 continue
         ledger = list(entries.values())
     per_format: dict[str, dict[str, Any]] = {}
+    fmt_prompt_chars: dict[str, list[int]] = {}
+    fmt_prompt_tokens: dict[str, list[int]] = {}
+    non_actions: Counter[str] = Counter()
+    hazards: dict[str, Any] = {"eval_contaminated": {}, "future_leak": {"trajectories_with_leak": 0,
+                                                                        "trajectories_dropped": 0,
+                                                                        "steps_dropped": 0, "leak_steps": 0}}
+    filtered: Counter[str] = Counter()
     tools: Counter[str] = Counter()
     prompt_chars: list[int] = []
     target_chars: list[int] = []
@@ -305,9 +434,17 @@ def build_manifest(out_dir: Path, *, inputs: list[str], opts: CollectOptions, di
     for e in ledger:
         fmt = e.get("format") or "unknown"
         pf = per_format.setdefault(fmt, {"read": 0, "used": 0, "skipped": 0, "skip_reasons": {}, "steps": 0,
-                                         "actions": 0})
+                                         "actions": 0, "non_actions": {}})
         pf["read"] += 1
         pf["actions"] += int(e.get("n_actions") or 0)
+        for k, v in (e.get("excluded_actions") or {}).items():
+            pf["non_actions"][k] = pf["non_actions"].get(k, 0) + int(v)
+            non_actions[k] += int(v)
+        fl = hazards["future_leak"]
+        if e.get("future_leak_steps"):
+            fl["trajectories_with_leak"] += 1
+            fl["leak_steps"] += int(e["future_leak_steps"])
+        fl["steps_dropped"] += int(e.get("future_leak_dropped_steps") or 0)
         dropped += int(e.get("dropped_over_budget") or 0)
         if e.get("replay"):
             fidelity[e["unit"]] = e["replay"]
@@ -319,11 +456,22 @@ def build_manifest(out_dir: Path, *, inputs: list[str], opts: CollectOptions, di
             prompt_chars += e.get("prompt_chars") or []
             target_chars += e.get("target_chars") or []
             prompt_tokens += e.get("prompt_tokens") or []
+            fmt_prompt_chars.setdefault(fmt, []).extend(e.get("prompt_chars") or [])
+            fmt_prompt_tokens.setdefault(fmt, []).extend(e.get("prompt_tokens") or [])
         else:
             pf["skipped"] += 1
-            cat = str(e.get("reason", "unknown")).split(":", 1)[0]
+            reason = str(e.get("reason", "unknown"))
+            cat = reason.split(":", 1)[0]
             pf["skip_reasons"][cat] = pf["skip_reasons"].get(cat, 0) + 1
+            if cat in FILTER_REASONS:
+                filtered[cat] += 1
+            if cat == "eval_contaminated":
+                name = reason.rsplit(" is in ", 1)[-1]
+                hazards["eval_contaminated"][name] = hazards["eval_contaminated"].get(name, 0) + 1
+            if cat == "future_leak":
+                hazards["future_leak"]["trajectories_dropped"] += 1
     totals = {k: sum(pf[k] for pf in per_format.values()) for k in ("read", "used", "skipped", "steps", "actions")}
+    per_format_tokens, warnings = _prompt_token_stats(fmt_prompt_chars, fmt_prompt_tokens, opts)
     manifest: dict[str, Any] = {
         "task": "swe",
         "schema_version": SCHEMA_VERSION,
@@ -332,7 +480,12 @@ def build_manifest(out_dir: Path, *, inputs: list[str], opts: CollectOptions, di
         "files": discovered,
         "trajectories": {**{k: totals[k] for k in ("read", "used", "skipped")}, "per_format": per_format},
         "steps": {"total": totals["steps"], "per_tool": dict(tools.most_common()),
-                  "dropped_over_budget": dropped, "actions_in_used_and_skipped": totals["actions"]},
+                  "dropped_over_budget": dropped, "actions_in_used_and_skipped": totals["actions"],
+                  "non_actions_not_steps": dict(non_actions.most_common())},
+        "filters": dict(filtered.most_common()),
+        "hazards": hazards,
+        "prompt_tokens_per_format": per_format_tokens,
+        "warnings": warnings,
         "lengths": {"prompt_chars": length_stats(prompt_chars), "target_chars": length_stats(target_chars),
                     "steps_per_trajectory": length_stats(steps_per_traj)},
         "this_run": run_stats,
@@ -346,6 +499,42 @@ def build_manifest(out_dir: Path, *, inputs: list[str], opts: CollectOptions, di
     manifest["_plot"] = {"steps_per_trajectory": steps_per_traj, "target_chars": target_chars,
                          "tools": dict(tools)}
     return manifest
+
+
+#: skip categories that are filters (named by an option), not failures
+FILTER_REASONS = ("not_resolved", "resolved_unknown", "not_in_ids_file", "model_filtered", "eval_contaminated",
+                  "future_leak", "replay_diverged")
+
+
+def estimated_tokens(chars: int) -> int:
+    return math.ceil(chars / EST_CHARS_PER_TOKEN)
+
+
+def _prompt_token_stats(chars: dict[str, list[int]], tokens: dict[str, list[int]], opts: CollectOptions
+                        ) -> tuple[dict[str, Any], list[str]]:
+    """Prompt-token percentiles per format (the tokenizer's counts with --max-prompt-tokens, else estimated from
+    characters), and the loud warning when prompts exceed WARN_PROMPT_TOKENS."""
+    out: dict[str, Any] = {}
+    over = 0
+    total = 0
+    for fmt in sorted(set(chars) | set(tokens)):
+        exact = tokens.get(fmt) or []
+        vals = exact or [estimated_tokens(c) for c in chars.get(fmt) or []]
+        if not vals:
+            continue
+        st = length_stats(vals)
+        st["method"] = f"tokenizer {opts.tokenizer}" if exact else f"estimate: chars / {EST_CHARS_PER_TOKEN}"
+        st["over_32k"] = sum(1 for v in vals if v > WARN_PROMPT_TOKENS)
+        out[fmt] = st
+        over += st["over_32k"]
+        total += len(vals)
+    warnings = []
+    if over and opts.max_prompt_tokens is None:
+        warnings.append(f"{over} of {total} step prompts ({100 * over / total:.1f}%) are longer than "
+                        f"{WARN_PROMPT_TOKENS} tokens (estimated as chars / {EST_CHARS_PER_TOKEN}): a 32k-context model "
+                        f"cannot train on them. Rerun with --max-prompt-tokens {WARN_PROMPT_TOKENS} --tokenizer "
+                        f"<the training model> (and/or --history K / --obs-max-chars N).")
+    return out, warnings
 
 
 def write_stats_png(path: Path, plot: dict[str, Any]) -> Path | None:
@@ -457,7 +646,7 @@ class _CollectRun:
         self.pending.append((r, fut))
         self.drain(self.max_pending)
 
-    def handle(self, results: list[UnitResult]) -> None:
+    def handle(self, results: Iterable[UnitResult]) -> None:
         """The units of one file; sets ``stopped`` once --limit units have been seen."""
         for r in results:
             if self.stopped:
@@ -476,21 +665,51 @@ class _CollectRun:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _streamed(p: str) -> bool:
+    """Inputs read in the main process, one unit at a time, even with --workers: hub datasets, parquet/arrow files
+    and any file over STREAM_BYTES (a worker would return all its units at once)."""
+    if p.startswith(HUB_PREFIX):
+        return True
+    path = Path(p)
+    if is_row_file(path):
+        return True
+    try:
+        return path.stat().st_size > STREAM_BYTES
+    except OSError:
+        return False
+
+
 def _file_results(todo: list[str], opts: CollectOptions, done: frozenset[str], build: bool,
-                  tokenizer: Any) -> Iterator[list[UnitResult]]:
-    """Per-file unit results in input order: in this process, or from a pool of ``opts.workers`` processes."""
-    if opts.workers > 1 and len(todo) > 1:
+                  tokenizer: Any) -> Iterator[Iterable[UnitResult]]:
+    """Per-input unit results in input order: small files from a pool of ``opts.workers`` processes (at most
+    2 x workers ahead), streamed inputs in this process."""
+    if opts.workers > 1 and sum(1 for p in todo if not _streamed(p)) > 1:
         with ProcessPoolExecutor(max_workers=opts.workers, initializer=_init_worker,
                                  initargs=(tokenizer,)) as pool:
-            yield from pool.map(_process_star, [(p, opts, done, build) for p in todo], chunksize=1)
+            window: deque[tuple[str, Future | None]] = deque()
+            it = iter(todo)
+
+            def fill() -> None:
+                while len(window) < 2 * opts.workers:
+                    p = next(it, None)
+                    if p is None:
+                        return
+                    window.append((p, None if _streamed(p) else pool.submit(_process_star, (p, opts, done, build))))
+
+            fill()
+            while window:
+                p, fut = window.popleft()
+                yield fut.result() if fut is not None else iter_units(p, opts, done, build, tokenizer=tokenizer)
+                fill()
     else:
         for p in todo:
-            yield process_file(p, opts, done, build, tokenizer=tokenizer)
+            yield iter_units(p, opts, done, build, tokenizer=tokenizer)
 
 
 def collect_swe(paths: list[str], out_dir: str | Path, opts: CollectOptions | None = None, *, resume: bool = True,
                 progress: bool = True, on_unit: Callable[[UnitResult], None] | None = None, tokenizer: Any = None,
-                replay: Callable[..., Any] = replay_trajectory) -> dict[str, Any]:
+                replay: Callable[..., Any] = replay_trajectory,
+                split: SplitOptions | None = None) -> dict[str, Any]:
     """Collect step data from trajectory files/directories into out_dir; returns the manifest.
 
     ``tokenizer`` (anything with ``encode``/``decode``, optionally ``apply_chat_template``) is required with the
@@ -509,10 +728,12 @@ def collect_swe(paths: list[str], out_dir: str | Path, opts: CollectOptions | No
     except FileNotFoundError as e:
         raise CollectError(f"--trajectories: {e}") from None
     smap = load_sandbox_map(opts.sandbox_map)
+    _Filters.of(opts)                 # a bad --ids-file / --exclude-eval is a usage error before anything is read
+    finish_pending_swap(out_dir)      # a split swap cut short by a crash (environments.splits)
     _check_resume_options(out_dir, opts, resume)
     discovered = {"input_files": len(files), "ignored_files": ignored,
                   "superseded_llm_completions": sum(len(f.superseded) for f in files)}
-    inputs = [str(Path(p).resolve()) for p in paths]
+    inputs = [str(p) if str(p).startswith(HUB_PREFIX) else str(Path(p).resolve()) for p in paths]
     use_replay = replay if opts.replay != "none" else None
     with StepStore(out_dir, resume=resume) as store:
         store.write_manifest(build_manifest(out_dir, inputs=inputs, opts=opts, discovered=discovered,
@@ -530,6 +751,8 @@ def collect_swe(paths: list[str], out_dir: str | Path, opts: CollectOptions | No
                     if run.stopped:
                         break
                 run.drain(0)
+        except DatasetUnavailable as e:
+            raise CollectError(str(e)) from None
         finally:
             results.close()
             run.close()
@@ -542,6 +765,7 @@ def collect_swe(paths: list[str], out_dir: str | Path, opts: CollectOptions | No
         png = write_stats_png(out_dir / STATS_PNG, plot)
         manifest["stats_png"] = png.name if png else None
         store.write_manifest(manifest)
+    apply_swe_splits(out_dir, split, manifest)  # meta["split"] by instance (environments.splits); test ids dropped
     return manifest
 
 

@@ -32,6 +32,9 @@ class Trajectory:
     patch: str | None = None         # final submitted patch, if recorded
     resolved: bool | None = None     # whether the patch resolved the task, if known
     system_prompt: str | None = None # the agent's original system prompt, if recorded (informational)
+    #: reader extras; dataset rows add: row, dataset, split, dataset_file, success_field, has_success_column, model,
+    #: excluded_actions ({kind: n} non-actions), tools_available / tool_schemas (a ``tools`` column),
+    #: documented_commands (SWE-agent commands beyond the ACI)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property

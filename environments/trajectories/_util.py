@@ -80,7 +80,7 @@ def strip_obs_prefix(text: str) -> str:
 
 
 _TAG_RES = [re.compile(rf"<{t}>\s*(.*?)\s*</{t}>", re.DOTALL) for t in ("pr_description", "issue_description", "issue")]
-_ISSUE_RE = re.compile(r"ISSUE:\s*\n(.*?)(?:\n\s*INSTRUCTIONS:|\Z)", re.DOTALL)
+_ISSUE_RE = re.compile(r"ISSUE:\s*\n(.*?)(?:\n\s*INSTRUCTIONS?:|\Z)", re.DOTALL)
 _CONSIDER_RE = re.compile(r"^Consider the following (?:PR|issue) description:\s*", re.IGNORECASE)
 
 

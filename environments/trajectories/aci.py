@@ -64,8 +64,46 @@ def parse_str_replace_editor(text: str) -> ToolCall | None:
     return ToolCall.make("str_replace_editor", params)
 
 
-def parse_sweagent_action(text: str) -> ToolCall:
-    """Canonical call of one SWE-agent action string (0.x ACI or 1.x command line)."""
+_DOC_LINE_RE = re.compile(r"^([A-Za-z_][\w-]*)((?:\s+\[?<[^>\n]+>\]?)*)\s+-\s", re.MULTILINE)
+_DOC_SIG_RE = re.compile(r"^\s*signature:\s*([A-Za-z_][\w-]*)((?:\s+\[?<[^>\n]+>\]?)*)", re.MULTILINE)
+_ARG_RE = re.compile(r"<([^>\n]+)>")
+
+
+def documented_commands(system_prompt: str) -> dict[str, tuple[str, ...]]:
+    """Commands an SWE-agent 0.x system prompt documents beyond the built-in ACI (e.g. CodeR's ``rover_search_*``):
+    {name: parameter names from the signature}. Read from ``COMMANDS:`` lines (``name <a> [<b>] - doc``) and
+    ``signature: name <a>`` entries."""
+    out: dict[str, tuple[str, ...]] = {}
+    if "COMMANDS:" not in system_prompt and "signature:" not in system_prompt:
+        return out
+    for rx in (_DOC_LINE_RE, _DOC_SIG_RE):
+        for m in rx.finditer(system_prompt):
+            name = m.group(1)
+            if name in _ACI_ARGS or name in ("edit", "str_replace_editor", "bash") or name in out:
+                continue
+            out[name] = tuple(re.sub(r"\W+", "_", a).strip("_") or f"arg{i}"
+                              for i, a in enumerate(_ARG_RE.findall(m.group(2))))
+    return out
+
+
+def _documented_call(head: str, stripped: str, names: tuple[str, ...]) -> ToolCall | None:
+    parts = _split(stripped)
+    if parts is None or "\n" in stripped:
+        return None
+    args = parts[1:]
+    if not names:
+        return ToolCall.make(head, {"args": " ".join(args)} if args else {})
+    if len(args) > len(names):       # the last parameter takes the rest (free text such as a code snippet)
+        args = args[:len(names) - 1] + [" ".join(args[len(names) - 1:])]
+    return ToolCall.make(head, dict(zip(names, args)))
+
+
+def parse_sweagent_action(text: str, extra_commands: dict[str, tuple[str, ...]] | None = None) -> ToolCall:
+    """Canonical call of one SWE-agent action string (0.x ACI or 1.x command line).
+
+    ``extra_commands``: commands the trajectory's own system prompt documents (``documented_commands``), e.g.
+    CodeR's ``rover_search_class <project_path> <class_name>``; they become tools of their own name. Without it
+    an unknown command is a shell command (``bash``)."""
     action = text.strip("\n").rstrip()
     stripped = action.strip()
     if not stripped:
@@ -89,4 +127,8 @@ def parse_sweagent_action(text: str) -> ToolCall:
                 return from_shell(stripped)
             if min_args <= len(args) <= len(names):
                 return ToolCall.make(head, dict(zip(names, args)))
+    if extra_commands and head in extra_commands:
+        call = _documented_call(head, stripped, extra_commands[head])
+        if call is not None:
+            return call
     return from_shell(stripped)

@@ -10,7 +10,7 @@ from swe_srl.core.toolcall import PARAM_ORDER
 
 from ._util import (TrajectoryFormatError, call_from_openai, content_text, extract_issue, loads_loose,
                     lookup_resolved, repo_from_instance_id, tool_calls_of)
-from .aci import parse_sweagent_action
+from .aci import documented_commands, parse_sweagent_action
 
 #: CodeR multi-agent protocol: the Manager's ``plan`` hands work to roles; roles end with ``succeed``/``fail``.
 ROLE_PROTOCOL = frozenset({"plan", "succeed", "fail"})
@@ -105,6 +105,12 @@ def read(path: Path, obj: dict[str, Any]) -> Iterator[Trajectory]:
         iid = file_iid
 
     task_text = _first_task(history)
+    # commands the run's own system prompts document beyond the ACI (CodeR's rover_search_*): tools of their own
+    extra: dict[str, tuple[str, ...]] = {}
+    for h in history:
+        if isinstance(h, dict) and h.get("role") == "system":
+            for k, v in documented_commands(content_text(h.get("content"))).items():
+                extra.setdefault(k, v)
     steps: list[TrajectoryStep] = []
     excluded: dict[str, int] = {}
     hp = 0  # pointer into history assistant actions, to pair steps with recorded tool calls
@@ -139,7 +145,7 @@ def read(path: Path, obj: dict[str, Any]) -> Iterator[Trajectory]:
                 if isinstance(fn, dict) and fn.get("name") in PARAM_ORDER:
                     call = call_from_openai(tcs[0], f"{where}: history tool_calls of trajectory[{i}]")
         if call is None:
-            call = parse_sweagent_action(action)
+            call = parse_sweagent_action(action, extra_commands=extra)
         obs = s.get("observation")
         meta: dict[str, Any] = {}
         if role and role != "main":
@@ -169,6 +175,8 @@ def read(path: Path, obj: dict[str, Any]) -> Iterator[Trajectory]:
     patch = info.get("submission") if isinstance(info.get("submission"), str) else None
     meta: dict[str, Any] = {"excluded_actions": excluded, "exit_status": info.get("exit_status"),
                             "function_calling": function_calling, "has_query": first_q is not None}
+    if extra:
+        meta["documented_commands"] = {k: list(v) for k, v in extra.items()}
     if roles_seen and roles_seen != ["main"]:
         meta["roles"] = roles_seen
     if image:

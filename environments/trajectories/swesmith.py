@@ -18,7 +18,8 @@ def looks_like_row(row: Any) -> bool:
     return isinstance(row, dict) and "messages" in row and "history" not in row and "trajectory" not in row
 
 
-def read_row(path: Path, lineno: int, row: dict[str, Any]) -> Trajectory:
+def read_row(path: Path, lineno: int, row: dict[str, Any], meta: dict[str, Any] | None = None) -> Trajectory:
+    """One row; its own ``resolved`` column wins over evaluation reports found next to the file."""
     where = f"{path}:{lineno}"
     msgs = row.get("messages")
     if isinstance(msgs, str):
@@ -32,6 +33,7 @@ def read_row(path: Path, lineno: int, row: dict[str, Any]) -> Trajectory:
     if not isinstance(iid, str) or not iid:
         raise TrajectoryFormatError(f"{where}: instance_id: missing")
     task = ""
+    excluded: dict[str, int] = {}
     steps: list[TrajectoryStep] = []
     last: TrajectoryStep | None = None
     for i, m in enumerate(msgs):
@@ -49,6 +51,8 @@ def read_row(path: Path, lineno: int, row: dict[str, Any]) -> Trajectory:
             last = None
             cut = text.find("<function")
             thought = text[:cut].strip() if cut >= 0 else text.strip()
+            if not calls:
+                excluded["message"] = excluded.get("message", 0) + 1
             for k, call in enumerate(calls):
                 st = TrajectoryStep(action=call.to_text(), tool=call.name, thought=thought if k == 0 else "",
                                     raw_action=text[cut:] if k == 0 else "")
@@ -56,11 +60,18 @@ def read_row(path: Path, lineno: int, row: dict[str, Any]) -> Trajectory:
                 last = st
     if not task.strip():
         raise TrajectoryFormatError(f"{where}: messages: no user message with the task")
+    flag = row.get("resolved")
+    if isinstance(flag, (bool, int)) and flag in (0, 1):
+        resolved: bool | None = bool(flag)
+    else:
+        resolved = lookup_resolved(path, iid)
+    patch = row.get("patch") if isinstance(row.get("patch"), str) else None
+    model = row.get("model") if isinstance(row.get("model"), str) else None
     return Trajectory(instance_id=iid, issue=extract_issue(task), steps=steps, source=where, format="swesmith_sft",
-                      repo=repo_from_instance_id(iid), resolved=lookup_resolved(path, iid),
+                      repo=repo_from_instance_id(iid), resolved=resolved, patch=patch,
                       system_prompt=next((content_text(m.get("content")) for m in msgs
                                           if m.get("role") == "system"), None),
-                      meta={"line": lineno})
+                      meta={"line": lineno, "excluded_actions": excluded, "model": model, **(meta or {})})
 
 
 def read(path: Path, rows: list[tuple[int, Any]]) -> Iterator[Trajectory]:

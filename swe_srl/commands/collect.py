@@ -65,6 +65,19 @@ def print_manifest_summary(manifest: dict[str, Any], out_dir: str | Path) -> Non
         fids = [r.get("mean_fidelity") for r in manifest["replay"].values() if r.get("mean_fidelity") is not None]
         if fids:
             console.print(f"replay: {len(manifest['replay'])} trajectories, mean fidelity {sum(fids) / len(fids):.3f}")
+    non = manifest["steps"].get("non_actions_not_steps")
+    if non:
+        console.print("non-actions (not steps): " + ", ".join(f"{k}={v}" for k, v in non.items()))
+    if manifest.get("filters"):
+        console.print("filtered: " + ", ".join(f"{k}={v}" for k, v in manifest["filters"].items()))
+    hz = manifest.get("hazards") or {}
+    if hz.get("eval_contaminated") or (hz.get("future_leak") or {}).get("trajectories_with_leak"):
+        console.print(f"hazards: {hz}")
+    for fmt, s in (manifest.get("prompt_tokens_per_format") or {}).items():
+        console.print(f"prompt tokens {fmt} ({s['method']}): p50 {s['p50']}  p90 {s['p90']}  max {s['max']}  "
+                      f"over 32k {s['over_32k']}")
+    for w in manifest.get("warnings") or []:
+        console.print(f"[bold red]WARNING:[/bold red] {w}", markup=True)
     run = manifest.get("this_run", {})
     if run:
         console.print(f"this run: {run}")
@@ -76,9 +89,24 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output directory (steps.jsonl, manifest.json, stats.png)."),
         task: str = typer.Option("swe", "--task", help="swe | math"),
         trajectories: Optional[list[Path]] = typer.Option(None, "--trajectories",
-                                                          help="SWE: trajectory files or directories (repeatable)."),
+                                                          help="SWE: trajectory files or directories (repeatable): "
+                                                          "native agent logs and dataset files (.parquet, .arrow, "
+                                                          ".jsonl, .json arrays)."),
+        dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="SWE: a Hugging Face dataset "
+                                                    "HF_ID[:config][@split], streamed (repeatable)."),
         fmt: str = typer.Option("auto", "--format", help="SWE: auto | sweagent | sweagent_0x | sweagent_1x | "
-                                "minisweagent | openhands_completions | openhands_output | swesmith_sft"),
+                                "minisweagent | openhands_completions | openhands_output | swesmith_sft | chat_tools | "
+                                "openhands_text | r2egym | swesmith_ticks | sweagent_text | moatless"),
+        success_field: str = typer.Option("auto", "--success-field", help="SWE datasets: the success field: auto "
+                                          "(the dataset's own), COLUMN, !COLUMN (inverted), all, none."),
+        model_filter: Optional[str] = typer.Option(None, "--model-filter", help="SWE: keep rows whose model "
+                                                   "(model / model_name / run_id) matches this regex."),
+        ids_file: Optional[Path] = typer.Option(None, "--ids-file", help="SWE: keep only these instance ids "
+                                                "(one per line or a JSON list)."),
+        exclude_eval: Optional[str] = typer.Option(None, "--exclude-eval", help="SWE: drop trajectories of "
+                                                   "evaluation instances: verified, lite and/or FILEs, comma-separated."),
+        future_leak: str = typer.Option("drop-trajectory", "--future-leak", help="SWE: steps reading git history "
+                                        "after the base commit: drop-trajectory | drop-steps | keep (always counted)."),
         replay: str = typer.Option("none", "--replay", help="SWE: none | docker | local (regenerate observations)."),
         sandbox_map: Optional[Path] = typer.Option(None, "--sandbox-map",
                                                    help="SWE: JSON instance_id -> image or {repo_path, commit}."),
@@ -92,7 +120,9 @@ def register(app: typer.Typer) -> None:
         max_prompt_tokens: Optional[int] = typer.Option(None, "--max-prompt-tokens",
                                                         help="SWE: drop (not truncate) steps whose prompt is longer."),
         tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Model/tokenizer for token budgets."),
-        only_resolved: bool = typer.Option(False, "--only-resolved", help="SWE: keep resolved trajectories only."),
+        only_resolved: Optional[bool] = typer.Option(None, "--only-resolved/--no-only-resolved",
+                                                     help="SWE: keep resolved trajectories only (default: on for "
+                                                     "dataset inputs, off for native agent logs)."),
         limit: Optional[int] = typer.Option(None, "--limit", help="Process at most N trajectories / problems."),
         no_resume: bool = typer.Option(False, "--no-resume", help="Start over instead of resuming into --out."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
@@ -101,8 +131,11 @@ def register(app: typer.Typer) -> None:
         question_field: Optional[str] = typer.Option(None, "--question-field", help="math: question field."),
         title_hint: bool = typer.Option(False, "--title-hint", help="math: use title hints."),
         include_first_step: bool = typer.Option(False, "--include-first-step", help="math: include step 0."),
-        val_size: int = typer.Option(60, "--val-size", help="math: validation problems."),
-        seed: int = typer.Option(0, "--seed", help="math: split seed."),
+        val_size: Optional[int] = typer.Option(None, "--val-size", help="validation split: math problems (default "
+                                               "60); swe trajectories, by instance (default 30 if >= 300, else 10%)."),
+        seed: int = typer.Option(0, "--seed", help="split seed."),
+        test_instances: Optional[Path] = typer.Option(None, "--test-instances", help="swe: drop trajectories of "
+                                                      "these instance ids (file, one per line)."),
         structured_only: bool = typer.Option(False, "--structured-only",
                                              help="math: drop solutions without numbered steps."),
         rewrite: str = typer.Option("none", "--rewrite", help="math: none | unstructured | all — restate solutions "
@@ -126,7 +159,7 @@ def register(app: typer.Typer) -> None:
             try:
                 manifest = collect_math(str(input_file), str(out), solution_field=solution_field,
                                         question_field=question_field, title_hint=title_hint,
-                                        include_first_step=include_first_step, val_size=val_size, seed=seed,
+                                        include_first_step=include_first_step, val_size=60 if val_size is None else val_size, seed=seed,
                                         resume=not no_resume, limit=limit, structured_only=structured_only,
                                         rewrite=rewrite, rewrite_generator=gen)
             except (ValueError, OSError) as e:
@@ -135,15 +168,25 @@ def register(app: typer.Typer) -> None:
             return
         if task != "swe":
             fail(f"--task: expected 'swe' or 'math', got {task!r}")
-        if not trajectories:
-            fail("--trajectories: at least one file or directory is required with --task swe")
+        if not trajectories and not dataset:
+            fail("--trajectories: at least one file or directory (or --dataset) is required with --task swe")
         from environments.collect import CollectError, CollectOptions, collect_swe
+        from environments.trajectories import DatasetUnavailable, hub_input
+
+        inputs = [str(p) for p in trajectories or []]
+        for spec in dataset or []:
+            try:
+                inputs.append(hub_input(spec))
+            except DatasetUnavailable as e:
+                fail(str(e))
 
         opts = CollectOptions(fmt=fmt, history_k=_history(history), obs_max_chars=obs_max_chars,
                               obs_max_tokens=obs_max_tokens, max_prompt_tokens=max_prompt_tokens,
                               tokenizer=tokenizer, only_resolved=only_resolved, replay=replay,
                               sandbox_map=str(sandbox_map) if sandbox_map else None, on_divergence=on_divergence,
-                              workers=workers, limit=limit)
+                              workers=workers, limit=limit, success_field=success_field, model_filter=model_filter,
+                              ids_file=str(ids_file) if ids_file else None, exclude_eval=exclude_eval,
+                              future_leak=future_leak)
         try:
             opts.validate()
         except CollectError as e:
@@ -151,9 +194,11 @@ def register(app: typer.Typer) -> None:
         tok = (load_tokenizer(tokenizer) if tokenizer and (max_prompt_tokens is not None or obs_max_tokens is not None)
                else None)
         try:
-            manifest = collect_swe([str(p) for p in trajectories], out, opts, resume=not no_resume,
-                                   progress=not no_progress, tokenizer=tok)
-        except CollectError as e:
+            from environments.splits import SplitError, SplitOptions
+
+            manifest = collect_swe(inputs, out, opts, resume=not no_resume, progress=not no_progress, tokenizer=tok,
+                                   split=SplitOptions(val_size, seed, str(test_instances) if test_instances else None))
+        except (CollectError, SplitError) as e:
             fail(str(e))
         except RuntimeError as e:  # StepStore: a directory modified by hand
             fail(str(e).splitlines()[0])
