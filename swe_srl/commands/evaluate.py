@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import typer
 
 from ..core.generation import Generator, Prompt, SamplingParams
-from ..core.io import ResumeMismatch
+from ..core.io import OutputLocked, ResumeMismatch
 from ._common import fail
 
 
@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
         predictions_only: bool = typer.Option(False, "--predictions-only", help="generate predictions, run no tests"),
         predictions: Optional[str] = typer.Option(None, "--predictions", help="evaluate an existing predictions file"),
         gold: bool = typer.Option(False, "--gold", help="evaluate the gold patches (harness check)"),
+        gold_edits: bool = typer.Option(False, "--gold-edits",
+                                        help="evaluate the gold patches converted to the oracle prompt's SEARCH/REPLACE "
+                                             "edits and applied by the model-output path (edit-path self-check)"),
         repos_dir: Optional[str] = typer.Option(None, "--repos-dir",
                                                 help="DIR/<instance_id> snapshots or DIR/<owner>__<name> git clones"),
         source: str = typer.Option("auto", "--source", help="file contents: auto | repos | image"),
@@ -44,7 +47,14 @@ def register(app: typer.Typer) -> None:
                                     help="auto | swebench (official run_evaluation, prebuilt images) | local "
                                          "(swebench's eval script + report in a DockerSandbox of the instance image)"),
         namespace: str = typer.Option("swebench", "--namespace",
-                                      help="prebuilt image namespace for the swebench harness ('none' = build)"),
+                                      help="image namespace: swebench = prebuilt swebench/sweb.eval.* names (pulled "
+                                           "when a registry answers, else the local sweb.eval.* name); 'none' = "
+                                           "local names only, built, never pulled"),
+        pull: bool = typer.Option(True, "--pull/--no-pull", help="pull a missing namespaced image"),
+        build: bool = typer.Option(False, "--build", help="build a missing instance image (swe-srl images build)"),
+        cache_level: str = typer.Option("instance", "--cache-level",
+                                        help="swebench harness: none|base|env|instance; images above it that the run "
+                                             "pulled or built are removed (instance keeps them)"),
         workers: int = typer.Option(1, "--workers"),
         timeout: int = typer.Option(1800, "--timeout", help="per-instance test timeout, seconds"),
         max_steps: int = typer.Option(30, "--max-steps", help="agent mode: turns"),
@@ -52,7 +62,11 @@ def register(app: typer.Typer) -> None:
         max_prompt_chars: int = typer.Option(240_000, "--max-prompt-chars",
                                              help="oracle/e2e: longer prompts give an empty patch (0 = no limit)"),
         # --- math
-        benchmarks: str = typer.Option("amc23,aime24", "--benchmarks"),
+        benchmarks: Optional[str] = typer.Option(None, "--benchmarks",
+                                       help="math: comma-separated names (amc23, aime24, aime25, minerva_math, "
+                                            "math500; the HF hub by the paper's names when reachable, else "
+                                            "--data-dir / ../shared/data) or .jsonl paths; default amc23,aime24, "
+                                            "with --predictions: those in the file"),
         k: int = typer.Option(32, "--k"),
         greedy: bool = typer.Option(True, "--greedy/--no-greedy"),
         avg: bool = typer.Option(True, "--avg/--no-avg"),
@@ -60,28 +74,31 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         if task == "math":
             _math(model, benchmarks, k, 1.0 if temperature is None else temperature, greedy, avg, data_dir, out,
-                  limit, backend, max_new_tokens, batch_size)
+                  limit, backend, max_new_tokens, batch_size, predictions)
             return
         if task != "swe":
             fail(f"--task: expected swe or math, got {task!r}")
         from ..swe_eval import EvalConfig, run_eval
         from ..swe_eval.dataset import DatasetError
 
-        if not (model or predictions or gold):
-            fail("--model, --predictions or --gold is required")
+        from ..swe_eval.runner import EvalSetupError
+
+        if not (model or predictions or gold or gold_edits):
+            fail("--model, --predictions, --gold or --gold-edits is required")
         if mode not in ("oracle", "e2e", "agent"):
             fail(f"--mode: expected oracle, e2e or agent, got {mode!r}")
         cfg = EvalConfig(model=model, split=split, dataset=dataset, instances=_split_csv(instances), limit=limit,
                          mode=mode, out_dir=out, predictions=predictions, predictions_only=predictions_only,
-                         gold=gold, repos_dir=repos_dir, source=source, harness=harness,
-                         namespace=None if namespace.lower() in ("", "none") else namespace, workers=workers,
+                         gold=gold, gold_edits=gold_edits, repos_dir=repos_dir, source=source, harness=harness,
+                         namespace=None if namespace.lower() in ("", "none", "null") else namespace, pull=pull,
+                         build=build, cache_level=cache_level, workers=workers,
                          timeout=timeout, max_steps=max_steps, top_n=top_n,
                          temperature=0.0 if temperature is None else temperature,
                          max_new_tokens=max_new_tokens or 4096, batch_size=batch_size, backend=backend,
                          max_prompt_chars=max_prompt_chars or None)
         try:
             summary = run_eval(cfg, log=lambda s: typer.echo(s, err=True))
-        except (DatasetError, ResumeMismatch) as e:
+        except (DatasetError, ResumeMismatch, EvalSetupError, OutputLocked) as e:
             fail(str(e))
         if "resolve_rate" in summary:
             from ..swe_eval.report import to_markdown
@@ -89,7 +106,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(to_markdown(summary))
             typer.echo(f"reports: {out}/report.json, {out}/report.md, {out}/report.png")
         else:
-            typer.echo(f"predictions: {summary['predictions']} ({summary['non_empty']}/{summary['total']} non-empty)")
+            typer.echo(f"predictions: {summary['predictions']} ({summary['non_empty']}/{summary['total']} non-empty, "
+                       f"{summary.get('errors', 0)} errors)")
 
 
 class _LazyGenerator:
@@ -123,18 +141,23 @@ def make_math_generator(model: str, backend: str = "auto", batch_size: int = 8) 
 
 
 def _math(model, benchmarks, k, temperature, greedy, avg, data_dir, out, limit, backend, max_new_tokens,
-          batch_size) -> None:
-    if not model:
-        fail("--model is required")
-    from math_srl.evaluate import evaluate_math
+          batch_size, predictions=None) -> None:
+    from math_srl.evaluate import evaluate_math, grade_predictions
 
-    optional = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}  # else evaluate_math's default
+    names = _split_csv(benchmarks) or ([] if predictions else ["amc23", "aime24"])
     try:
-        result = evaluate_math(make_math_generator(model, backend, batch_size), _split_csv(benchmarks) or [],
-                               model_name=model, k=k, temperature=temperature, greedy=greedy, avg=avg,
-                               data_dir=data_dir, out_dir=out, limit=limit, batch_size=batch_size, **optional)
-    except (ResumeMismatch, FileNotFoundError) as e:
+        if predictions:              # grade an existing file (samples.jsonl of any run, or another tool's), no model
+            result = grade_predictions(predictions, benchmarks=names or None,
+                                       data_dir=data_dir, out_dir=out, model_name=model)
+        else:
+            if not model:
+                fail("--model is required (or --predictions FILE to grade existing completions)")
+            optional = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}  # else evaluate_math's default
+            result = evaluate_math(make_math_generator(model, backend, batch_size), names, model_name=model, k=k,
+                                   temperature=temperature, greedy=greedy, avg=avg, data_dir=data_dir, out_dir=out,
+                                   limit=limit, batch_size=batch_size, **optional)
+    except (ResumeMismatch, FileNotFoundError, ValueError, OutputLocked) as e:
         fail(str(e).splitlines()[0])
-    report_md = Path(out) / "report.md"               # evaluate_math writes its tables there
+    report_md = Path(out) / "report.md"               # evaluate_math / grade_predictions write their tables there
     typer.echo(report_md.read_text(encoding="utf-8") if report_md.exists() else json.dumps(result, indent=2,
                                                                                           default=str))

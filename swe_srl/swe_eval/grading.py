@@ -16,8 +16,9 @@
    (``get_logs_eval`` + the PASS_AND_FAIL / FAIL_ONLY rule); its report is saved as ``report.json`` beside the log.
 
 Statuses: ``resolved`` | ``unresolved`` | ``empty_patch`` | ``error``. ``error`` is an infrastructure failure (no
-image, the container or sandbox failed to start or broke, the harness crashed), never the model's fault; a patch
-that does not apply (``patch_apply_failed``), tests that fail (``tests_failed``), time out (``tests_timeout``) or
+image, the container or sandbox failed to start or broke, the test run timed out (``tests_timeout``), the harness
+crashed): the instance was not measured, it is never counted as the model's ``empty_patch`` / ``unresolved`` and a
+rerun grades it again. A patch that does not apply (``patch_apply_failed``), tests that fail (``tests_failed``) or
 print no test section (``no_test_output``) are ``unresolved``. The official ``swebench.harness.run_evaluation``
 path (``harness.py``) maps its reports to the same statuses with ``status_of``.
 
@@ -40,10 +41,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from environments.sandbox import DEFAULT_WORKDIR, DockerSandbox, LocalSandbox, Sandbox, instance_image_name
+from environments.sandbox import DEFAULT_WORKDIR, DockerSandbox, LocalSandbox, Sandbox
 
 from ..core.io import write_json_atomic
 from .dataset import normalize_instance
+from .images import ImageProvider, instance_image
 
 RESOLVED, UNRESOLVED, EMPTY_PATCH, ERROR = "resolved", "unresolved", "empty_patch", "error"
 STATUSES = (RESOLVED, UNRESOLVED, EMPTY_PATCH, ERROR)
@@ -174,20 +176,14 @@ def instance_test_spec(instance: dict[str, Any], *, namespace: str | None = None
 
 
 # --- sandboxes -------------------------------------------------------------------------------------------------------
-def instance_image(instance: dict[str, Any], namespace: str | None = None) -> str:
-    """The instance's ``image`` field, else its swebench instance image name."""
-    if instance.get("image"):
-        return instance["image"]
-    custom = bool(instance.get("eval_script"))
-    return instance_image_name(instance["instance_id"], namespace=namespace, instance=None if custom else instance)
-
-
-def docker_sandbox_factory(namespace: str | None = None) -> SandboxFactory:
-    """Instances -> a (not started) DockerSandbox of the instance image, without network."""
+def docker_sandbox_factory(namespace: str | None = None, images: ImageProvider | None = None) -> SandboxFactory:
+    """Instances -> a (not started) DockerSandbox of the instance image, without network. With ``images``, the image
+    is first made available (present locally, pulled or built: ``ImageProvider.ensure``, which raises
+    ``ImageUnavailable``); without, the instance image name is used as is (a missing one fails at start)."""
 
     def factory(instance: dict[str, Any]) -> Sandbox:
-        return DockerSandbox(instance_image(instance, namespace), workdir=instance.get("workdir") or DEFAULT_WORKDIR,
-                             network=False)
+        image = images.ensure(instance) if images is not None else instance_image(instance, namespace)
+        return DockerSandbox(image, workdir=instance.get("workdir") or DEFAULT_WORKDIR, network=False)
 
     return factory
 
@@ -214,7 +210,7 @@ def status_of(entry: dict[str, Any] | None, log_text: str) -> tuple[str, str | N
     if APPLY_PATCH_FAIL in log_text:
         return UNRESOLVED, "patch_apply_failed"
     if TESTS_TIMEOUT in log_text or SWEBENCH_TIMEOUT_NOTE in log_text:
-        return UNRESOLVED, "tests_timeout"
+        return ERROR, "tests_timeout"           # not measured (a slow or overloaded machine): retried on rerun
     if entry is not None:
         return UNRESOLVED, "no_test_output"
     return ERROR, None

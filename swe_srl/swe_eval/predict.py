@@ -1,6 +1,12 @@
 """Patch generation: oracle file edit, end-to-end (localize then repair), agent. Predictions are appended to
 ``predictions.jsonl`` (swebench format) as they are produced, with the details in ``generations.jsonl``;
-a rerun skips instances already present (resume)."""
+a rerun skips instances already present (resume).
+
+An infrastructure failure while preparing an instance (its image missing, the sandbox failing to start, a file
+that cannot be read from the source) is NOT a prediction: it goes to ``prediction_errors.jsonl`` (and
+``generations.jsonl``), the instance is graded ``error`` with that reason, and a rerun generates it again. What the
+model got wrong (format violations, edits that do not apply, nothing localized, a prompt over the limit) is an
+empty patch, kept on rerun."""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from .prompts import localize_messages, parse_localization, repair_messages, spl
 from .sources import FileSource
 
 MODES = ("oracle", "e2e", "agent")
+ERRORS_FILE = "prediction_errors.jsonl"
 
 
 class PredictionWriter:
@@ -32,6 +39,7 @@ class PredictionWriter:
         self._preds = AppendLog(self.pred_path)
         self._gens = AppendLog(self.gen_path)
         self._gens.records.clear()             # details are never read back: keep them out of memory
+        self._errs = AppendLog(self.dir / ERRORS_FILE)
         self.done: set[str] = {r["instance_id"] for r in self._preds.records if "instance_id" in r}
 
     def write(self, pred: dict[str, Any], details: dict[str, Any]) -> None:
@@ -39,9 +47,16 @@ class PredictionWriter:
         self._preds.append(pred)
         self.done.add(pred["instance_id"])
 
+    def write_error(self, instance_id: str, reason: str, details: dict[str, Any] | None = None) -> None:
+        """An infrastructure failure of this instance's prediction step: not a prediction, retried on rerun."""
+        rec = {"instance_id": instance_id, "error": reason}
+        self._gens.write_lines([json.dumps({**rec, **(details or {})}, ensure_ascii=False, default=str)])
+        self._errs.append({**rec, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
     def close(self) -> None:
         self._gens.close()
         self._preds.close()
+        self._errs.close()
 
     def __enter__(self) -> "PredictionWriter":
         return self
@@ -59,6 +74,21 @@ def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
         rows = list(rows.values())
     for r in rows:
         out[r["instance_id"]] = r
+    return out
+
+
+def read_prediction_errors(out_dir: str | Path) -> dict[str, str]:
+    """instance_id -> the reason of its last prediction-step infrastructure failure (``prediction_errors.jsonl``)."""
+    p = Path(out_dir) / ERRORS_FILE
+    if not p.exists():
+        return {}
+    out: dict[str, str] = {}
+    for line in p.read_text(encoding="utf-8").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:        # a torn last line
+            continue
+        out[r["instance_id"]] = r["error"]
     return out
 
 
@@ -100,13 +130,15 @@ def generate_single_turn(instances: list[dict[str, Any]], generator: Generator, 
                     paths = parse_localization(answer, file_list, n=top_n) if answer else []
                     det.update(localization=loc, localization_violation=violation)
                 det["files"] = paths
-                if not paths:
-                    raise ValueError("no_files")
-                files = source.read(inst, paths)
-            except Exception as e:
-                reason = str(e) if str(e) == "no_files" else f"source_error: {type(e).__name__}: {str(e)[:300]}"
-                writer.write(_pred(inst, model_name, ""), {**det, "reason": reason})
-                log(f"{inst['instance_id']}: empty patch ({reason})")
+                files = source.read(inst, paths) if paths else {}
+            except Exception as e:               # the files could not be read: infrastructure, not the model
+                reason = f"source_error: {type(e).__name__}: {str(e)[:300]}"
+                writer.write_error(inst["instance_id"], reason, det)
+                log(f"{inst['instance_id']}: error ({reason})")
+                continue
+            if not paths:                        # nothing localized (e2e) / no modified .py file (oracle)
+                writer.write(_pred(inst, model_name, ""), {**det, "reason": "no_files"})
+                log(f"{inst['instance_id']}: empty patch (no_files)")
                 continue
             msgs = repair_messages(inst, files)
             if max_prompt_chars and len(msgs[0]["content"]) > max_prompt_chars:

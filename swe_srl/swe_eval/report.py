@@ -1,4 +1,8 @@
-"""report.json, report.md (resolve rate, counts per status, per repo) and a bar chart PNG."""
+"""report.json, report.md (resolve rate, counts per status, per repo) and a bar chart PNG.
+
+Two resolve rates: ``resolve_rate`` over ALL instances (an ``error`` counts as not resolved: the number to quote)
+and ``resolve_rate_graded`` over the graded ones (``graded`` = total - errors: what the model did where the
+infrastructure worked). Every ``error`` is listed with its reason (``errors``, and a table in report.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from .grading import RESOLVED, STATUSES, InstanceResult
+from .grading import ERROR, RESOLVED, STATUSES, InstanceResult
+
+
+def _rate(k: int, n: int) -> float:
+    return round(100.0 * k / n, 2) if n else 0.0
 
 
 def summarize(results: list[InstanceResult], meta: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -16,14 +24,19 @@ def summarize(results: list[InstanceResult], meta: dict[str, Any] | None = None)
     per_repo: dict[str, Counter] = defaultdict(Counter)
     for r in results:
         per_repo[r.repo or "?"][r.status] += 1
+    graded = n - counts[ERROR]
     return {
         **(meta or {}),
         "total": n,
+        "graded": graded,
         "resolved": counts[RESOLVED],
-        "resolve_rate": round(100.0 * counts[RESOLVED] / n, 2) if n else 0.0,
+        "resolve_rate": _rate(counts[RESOLVED], n),
+        "resolve_rate_graded": _rate(counts[RESOLVED], graded),
         "counts": {s: counts[s] for s in STATUSES},
+        "errors": [{"instance_id": r.instance_id, "reason": r.reason} for r in results if r.status == ERROR],
         "per_repo": {repo: {"total": sum(c.values()), **{s: c[s] for s in STATUSES},
-                            "resolve_rate": round(100.0 * c[RESOLVED] / sum(c.values()), 2)}
+                            "resolve_rate": _rate(c[RESOLVED], sum(c.values())),
+                            "resolve_rate_graded": _rate(c[RESOLVED], sum(c.values()) - c[ERROR])}
                      for repo, c in sorted(per_repo.items())},
         "instances": [r.to_dict() for r in results],
     }
@@ -31,14 +44,21 @@ def summarize(results: list[InstanceResult], meta: dict[str, Any] | None = None)
 
 def to_markdown(summary: dict[str, Any]) -> str:
     lines = [f"# SWE evaluation: {summary.get('model', '')} ({summary.get('mode', '')}, {summary.get('split', '')})", "",
-             f"Resolve rate: **{summary['resolve_rate']:.2f}%** ({summary['resolved']}/{summary['total']})", "",
+             f"Resolve rate: **{summary['resolve_rate']:.2f}%** ({summary['resolved']}/{summary['total']} instances); "
+             f"over graded instances: {summary.get('resolve_rate_graded', summary['resolve_rate']):.2f}% "
+             f"({summary['resolved']}/{summary.get('graded', summary['total'])}; errors are not graded)", "",
              "| status | count |", "|---|---|"]
     lines += [f"| {s} | {c} |" for s, c in summary["counts"].items()]
-    lines += ["", "| repo | total | resolved | unresolved | empty_patch | error | resolve rate % |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "| repo | total | resolved | unresolved | empty_patch | error | resolve rate % | over graded % |",
+              "|---|---|---|---|---|---|---|---|"]
     for repo, c in summary["per_repo"].items():
         lines.append(f"| {repo} | {c['total']} | {c['resolved']} | {c['unresolved']} | {c['empty_patch']} | "
-                     f"{c['error']} | {c['resolve_rate']:.2f} |")
+                     f"{c['error']} | {c['resolve_rate']:.2f} | {c.get('resolve_rate_graded', 0.0):.2f} |")
+    errors = summary.get("errors") or []
+    if errors:
+        lines += ["", "Errors (infrastructure, not the model; a rerun into the same --out grades them again):", "",
+                  "| instance | reason |", "|---|---|"]
+        lines += [f"| {e['instance_id']} | {str(e['reason'] or '').replace('|', '/')[:200]} |" for e in errors]
     return "\n".join(lines) + "\n"
 
 

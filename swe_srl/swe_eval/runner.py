@@ -1,24 +1,40 @@
-"""`swe-srl eval` for SWE: instances -> predictions (generated, or read from a file, or gold) -> tests -> reports."""
+"""`swe-srl eval` for SWE: instances -> predictions (generated, or read from a file, or gold) -> tests -> reports.
+
+Integrity: an infrastructure failure (no image, a build that failed, a sandbox that did not start, a timeout of the
+harness, a crash) is status ``error`` with its reason, never ``empty_patch`` / ``unresolved``. Every graded result
+is appended to ``OUT/results.jsonl`` with the sha256 of the patch it graded; a rerun into the same ``--out`` keeps
+the real results (resolved / unresolved / empty_patch) of unchanged patches and grades again only the errors, the
+new instances and the changed patches. Prediction-step errors (``prediction_errors.jsonl``) are generated again."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..core.io import ResumeGuard
+from environments.images import build as image_build
+
+from ..core.io import AppendLog, OutputLock, ResumeGuard
 from ..generation import SamplingParams, make_generator
 from .agent import run_agent
-from .dataset import load_instances
-from .grading import InstanceResult, SandboxFactory, docker_sandbox_factory, grade_in_sandbox, instance_image
-from .harness import run_harness
-from .predict import MODES, PredictionWriter, generate_single_turn, read_predictions
+from .dataset import load_instances, oracle_files
+from .grading import ERROR, InstanceResult, SandboxFactory, docker_sandbox_factory, grade_in_sandbox
+from .harness import CACHE_LEVELS, run_harness
+from .images import ImageBuilder, ImageProvider
+from .predict import MODES, PredictionWriter, generate_single_turn, read_prediction_errors, read_predictions
 from .report import write_reports
+from .selfcheck import ConversionError, edit_path_patch
 from .sources import ImageSource, RepoDirSource
 
 HARNESSES = ("auto", "swebench", "local")
+RESULTS_FILE = "results.jsonl"
+
+
+class EvalSetupError(ValueError):
+    """A configuration that cannot run (one line, for the CLI)."""
 
 
 @dataclass
@@ -33,10 +49,14 @@ class EvalConfig:
     predictions: str | None = None          # evaluate these instead of generating
     predictions_only: bool = False
     gold: bool = False
+    gold_edits: bool = False                # the gold patches through the edit path (selfcheck.edit_path_patch)
     repos_dir: str | None = None
     source: str = "auto"                    # auto | repos | image
     harness: str = "auto"                   # auto | swebench (official run_evaluation) | local (grade_in_sandbox)
-    namespace: str | None = "swebench"
+    namespace: str | None = "swebench"     # None: local image names only (built, never pulled)
+    pull: bool = True                       # pull a missing namespaced image when a registry answers
+    build: bool = False                     # build a missing image (environments.images, `swe-srl images build`)
+    cache_level: str = "instance"           # swebench harness: images above this level are removed after the run
     workers: int = 1
     timeout: int = 1800
     max_steps: int = 30
@@ -50,20 +70,50 @@ class EvalConfig:
     generator: Any = None                   # injected Generator (tests / library use)
     sandbox_factory: SandboxFactory | None = None  # instance -> Sandbox for agent mode and the local grader
     #                                            (default: DockerSandbox of the instance image)
+    image_builder: ImageBuilder | None = None  # instance -> image name, for --build (default: environments.images)
+    docker_client: Any = None               # injected docker client (tests)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _source(cfg: EvalConfig):
+def default_builder(cfg: EvalConfig) -> ImageBuilder:
+    """``--build``: ``environments.images.build.build_images`` (what ``swe-srl images build`` runs) for one instance;
+    a ``failed`` build record raises (the instance is then an ``error`` with the build's reason)."""
+
+    def builder(instance: dict[str, Any]) -> str:
+        rec = image_build.build_images([instance], repos_dir=cfg.repos_dir, client=image_provider_client(cfg),
+                                       logs_dir=Path(cfg.out_dir) / "image_build_logs")[0]
+        if rec.get("status") == "failed":
+            raise RuntimeError(f"{rec.get('error')} (log: {rec.get('log')})")
+        return rec["image"]
+
+    return builder
+
+
+def image_provider_client(cfg: EvalConfig) -> Any:
+    if cfg.docker_client is None:
+        import docker   # optional heavy dependency
+
+        cfg.docker_client = docker.from_env(timeout=120)
+    return cfg.docker_client
+
+
+def make_image_provider(cfg: EvalConfig) -> ImageProvider:
+    builder = (cfg.image_builder or default_builder(cfg)) if cfg.build else None
+    return ImageProvider(cfg.namespace, pull=cfg.pull, builder=builder, client=cfg.docker_client)
+
+
+def _source(cfg: EvalConfig, images: ImageProvider):
+    if cfg.source not in ("auto", "repos", "image"):
+        raise EvalSetupError(f"--source: expected auto, repos or image, got {cfg.source!r}")
     if cfg.source == "repos" or (cfg.source == "auto" and cfg.repos_dir):
         if not cfg.repos_dir:
-            raise ValueError("--source repos needs --repos-dir")
+            raise EvalSetupError("--source repos needs --repos-dir")
         return RepoDirSource(cfg.repos_dir, cache_dir=Path(cfg.out_dir) / "file_cache")
+    return ImageSource(images.ensure, cache_dir=Path(cfg.out_dir) / "file_cache")
 
-    return ImageSource(lambda inst: instance_image(inst, cfg.namespace), cache_dir=Path(cfg.out_dir) / "file_cache")
 
-
-def _sandboxes(cfg: EvalConfig) -> SandboxFactory:
-    return cfg.sandbox_factory or docker_sandbox_factory(cfg.namespace)
+def _sandboxes(cfg: EvalConfig, images: ImageProvider) -> SandboxFactory:
+    return cfg.sandbox_factory or docker_sandbox_factory(cfg.namespace, images)
 
 
 def generation_options(cfg: EvalConfig, name: str) -> dict[str, Any]:
@@ -79,7 +129,8 @@ def generation_options(cfg: EvalConfig, name: str) -> dict[str, Any]:
     return opts
 
 
-def generate(cfg: EvalConfig, instances: list[dict[str, Any]], log: Callable[[str], None]) -> Path:
+def generate(cfg: EvalConfig, instances: list[dict[str, Any]], log: Callable[[str], None],
+             images: ImageProvider | None = None) -> Path:
     if cfg.mode not in MODES:
         raise ValueError(f"--mode: expected one of {MODES}, got {cfg.mode!r}")
     name = cfg.model_name or str(cfg.model or getattr(cfg.generator, "name", "model"))
@@ -91,23 +142,27 @@ def generate(cfg: EvalConfig, instances: list[dict[str, Any]], log: Callable[[st
         if writer.done:
             log(f"resume: {len(writer.done)} predictions already written")
         gen = cfg.generator if cfg.generator is not None else make_generator(cfg.model, backend=cfg.backend)
-        _generate(cfg, instances, gen, name, writer, log)
+        _generate(cfg, instances, gen, name, writer, log, images or make_image_provider(cfg))
     return writer.pred_path
 
 
 def _generate(cfg: EvalConfig, instances: list[dict[str, Any]], gen: Any, name: str, writer: PredictionWriter,
-              log: Callable[[str], None]) -> None:
+              log: Callable[[str], None], images: ImageProvider) -> None:
     params = SamplingParams(n=1, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
     if cfg.mode in ("oracle", "e2e"):
-        generate_single_turn(instances, gen, _source(cfg), mode=cfg.mode, writer=writer, model_name=name,
+        generate_single_turn(instances, gen, _source(cfg, images), mode=cfg.mode, writer=writer, model_name=name,
                              params=params, batch_size=cfg.batch_size, top_n=cfg.top_n,
                              max_prompt_chars=cfg.max_prompt_chars, log=log)
     else:
         for inst in instances:
             if inst["instance_id"] in writer.done:
                 continue
-            r = run_agent(inst, gen, params, max_steps=cfg.max_steps, sandbox_factory=_sandboxes(cfg))
+            r = run_agent(inst, gen, params, max_steps=cfg.max_steps, sandbox_factory=_sandboxes(cfg, images))
             patch = r.pop("model_patch")
+            if r["reason"].startswith("error"):      # the sandbox did not start or broke: infrastructure
+                writer.write_error(inst["instance_id"], r["reason"], {"mode": "agent", **r})
+                log(f"{inst['instance_id']}: error ({r['reason']})")
+                continue
             writer.write({"instance_id": inst["instance_id"], "model_name_or_path": name, "model_patch": patch},
                          {"mode": "agent", **r})
             log(f"{inst['instance_id']}: {'patch' if patch.strip() else 'empty patch'} ({r['reason']}, "
@@ -124,14 +179,40 @@ def choose_harness(cfg: EvalConfig, instances: list[dict[str, Any]]) -> str:
     return "local" if cfg.sandbox_factory is not None or all(i.get("eval_script") for i in instances) else "swebench"
 
 
+def patch_sha(patch: str) -> str:
+    return hashlib.sha256((patch or "").encode("utf-8", errors="surrogateescape")).hexdigest()
+
+
+def dataset_name(cfg: EvalConfig) -> str:
+    """What the swebench harness loads: a local file as an ABSOLUTE path (the harness runs in ``OUT/harness``)."""
+    if cfg.dataset:
+        return str(Path(cfg.dataset).expanduser().resolve())
+    return {"verified": "SWE-bench/SWE-bench_Verified", "lite": "SWE-bench/SWE-bench_Lite"}.get(cfg.split, cfg.split)
+
+
 def evaluate(cfg: EvalConfig, instances: list[dict[str, Any]], predictions: dict[str, dict[str, Any]],
-             log: Callable[[str], None]) -> list[InstanceResult]:
+             log: Callable[[str], None], images: ImageProvider | None = None,
+             prediction_errors: dict[str, str] | None = None) -> list[InstanceResult]:
+    """Grade every instance; one with no prediction is ``error`` (its prediction-step failure, or
+    ``no_prediction``), never graded as an empty patch."""
+    errors = prediction_errors or {}
+    results: dict[str, InstanceResult] = {}
+    todo: list[dict[str, Any]] = []
+    for inst in instances:
+        iid = inst["instance_id"]
+        if iid in predictions:
+            todo.append(inst)
+            continue
+        why = errors.get(iid)
+        results[iid] = InstanceResult(iid, ERROR, f"prediction: {why}" if why else "no_prediction",
+                                      repo=inst.get("repo", ""))
+        log(f"{iid}: error ({results[iid].reason})")
     harness = choose_harness(cfg, instances)
-    if harness == "local":
-        sandboxes = _sandboxes(cfg)
+    if harness == "local" and todo:
+        sandboxes = _sandboxes(cfg, images or make_image_provider(cfg))
 
         def one(inst: dict[str, Any]) -> InstanceResult:
-            pred = predictions.get(inst["instance_id"]) or {}
+            pred = predictions[inst["instance_id"]]
             r = grade_in_sandbox(inst, pred.get("model_patch") or "", sandboxes, timeout=cfg.timeout,
                                  log_dir=Path(cfg.out_dir) / "logs", namespace=cfg.namespace,
                                  model_name=str(pred.get("model_name_or_path") or "model"))
@@ -139,34 +220,127 @@ def evaluate(cfg: EvalConfig, instances: list[dict[str, Any]], predictions: dict
             return r
 
         with ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as ex:
-            return list(ex.map(one, instances))
-    dataset_name = cfg.dataset or {"verified": "SWE-bench/SWE-bench_Verified",
-                                   "lite": "SWE-bench/SWE-bench_Lite"}.get(cfg.split, cfg.split)
-    return run_harness(instances, predictions, out_dir=cfg.out_dir, dataset_name=str(dataset_name),
-                       max_workers=cfg.workers, timeout=cfg.timeout, namespace=cfg.namespace)
+            for r in ex.map(one, todo):
+                results[r.instance_id] = r
+    elif todo:
+        for r in run_harness(todo, predictions, out_dir=cfg.out_dir, dataset_name=dataset_name(cfg),
+                             max_workers=cfg.workers, timeout=cfg.timeout, namespace=cfg.namespace,
+                             cache_level=cfg.cache_level):
+            results[r.instance_id] = r
+            log(f"{r.instance_id}: {r.status}{'' if not r.reason else ' (' + r.reason + ')'}")
+    return [results[i["instance_id"]] for i in instances]
+
+
+class ResultStore:
+    """``OUT/results.jsonl``: every graded result with the sha256 of its patch. ``reusable(iid, sha)`` is the last
+    result of that instance for that same patch unless it is an ``error`` (errors are always graded again)."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.log = AppendLog(Path(out_dir) / RESULTS_FILE)
+        self.last: dict[str, dict[str, Any]] = {}
+        for r in self.log.records:
+            if "instance_id" in r:
+                self.last[r["instance_id"]] = r
+
+    def reusable(self, iid: str, sha: str) -> InstanceResult | None:
+        r = self.last.get(iid)
+        if r is None or r.get("patch_sha256") != sha or r.get("status") == ERROR:
+            return None
+        fields = {k: r[k] for k in ("instance_id", "status", "reason", "tests", "seconds", "repo") if k in r}
+        return InstanceResult(**fields)
+
+    def add(self, result: InstanceResult, sha: str | None) -> None:
+        rec = {**result.to_dict(), "patch_sha256": sha}
+        self.log.append(rec)
+        self.last[result.instance_id] = rec
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def gold_edit_predictions(cfg: EvalConfig, instances: list[dict[str, Any]], images: ImageProvider,
+                          log: Callable[[str], None]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """``--gold-edits``: each gold patch as the oracle answer, through the model-output path, on the oracle files
+    read from the file source (an unreadable source is an ``error``, as for a model)."""
+    source = _source(cfg, images)
+    preds: dict[str, dict[str, Any]] = {}
+    errors: dict[str, str] = {}
+    for inst in instances:
+        iid = inst["instance_id"]
+        try:
+            files = source.read(inst, oracle_files(inst))
+        except Exception as e:
+            errors[iid] = f"source_error: {type(e).__name__}: {str(e)[:300]}"
+            log(f"{iid}: error ({errors[iid]})")
+            continue
+        try:
+            out = edit_path_patch(inst, files)
+        except ConversionError as e:
+            out = {"model_patch": "", "reason": f"conversion: {e}"}
+        preds[iid] = {"instance_id": iid, "model_name_or_path": "gold-edits", "model_patch": out["model_patch"]}
+        if out["reason"]:
+            log(f"{iid}: edit path gave no patch ({out['reason']})")
+    return preds, errors
+
+
+def validate(cfg: EvalConfig) -> None:
+    if cfg.cache_level not in CACHE_LEVELS:
+        raise EvalSetupError(f"--cache-level: expected one of {'|'.join(CACHE_LEVELS)}, got {cfg.cache_level!r}")
 
 
 def run_eval(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    validate(cfg)
     instances = load_instances(split=cfg.split, dataset=cfg.dataset, instance_ids=cfg.instances, limit=cfg.limit)
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    if cfg.gold:
-        preds = {i["instance_id"]: {"instance_id": i["instance_id"], "model_name_or_path": "gold",
-                                    "model_patch": i["patch"]} for i in instances}
-        model_name = "gold"
-    elif cfg.predictions:
-        preds = read_predictions(cfg.predictions)
-        model_name = next(iter(preds.values()), {}).get("model_name_or_path", "predictions")
-    else:
-        path = generate(cfg, instances, log)
-        preds = read_predictions(path)
-        model_name = cfg.model_name or str(cfg.model)
-    if cfg.predictions_only:
-        n = sum(1 for i in instances if (preds.get(i["instance_id"]) or {}).get("model_patch", "").strip())
-        return {"predictions": str(Path(cfg.out_dir) / "predictions.jsonl"), "total": len(instances),
-                "non_empty": n}
-    results = evaluate(cfg, instances, preds, log)
-    meta = {"model": model_name, "mode": "gold" if cfg.gold else cfg.mode, "split": cfg.dataset or cfg.split,
-            "harness": choose_harness(cfg, instances)}
-    summary = write_reports(results, cfg.out_dir, meta)
-    log(json.dumps({k: summary[k] for k in ("resolve_rate", "resolved", "total", "counts")}))
-    return summary
+    with OutputLock(cfg.out_dir):   # one writer per output directory (swe_srl.core.io.OutputLock)
+        Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+        images = make_image_provider(cfg)
+        pred_errors: dict[str, str] = {}
+        if cfg.gold:
+            preds = {i["instance_id"]: {"instance_id": i["instance_id"], "model_name_or_path": "gold",
+                                        "model_patch": i["patch"]} for i in instances}
+            model_name = "gold"
+        elif cfg.gold_edits:
+            preds, pred_errors = gold_edit_predictions(cfg, instances, images, log)
+            model_name = "gold-edits"
+        elif cfg.predictions:
+            preds = read_predictions(cfg.predictions)
+            model_name = next(iter(preds.values()), {}).get("model_name_or_path", "predictions")
+        else:
+            path = generate(cfg, instances, log, images)
+            preds = read_predictions(path)
+            pred_errors = {k: v for k, v in read_prediction_errors(cfg.out_dir).items() if k not in preds}
+            model_name = cfg.model_name or str(cfg.model)
+        if cfg.predictions_only:
+            n = sum(1 for i in instances if (preds.get(i["instance_id"]) or {}).get("model_patch", "").strip())
+            errs = {i["instance_id"]: pred_errors[i["instance_id"]] for i in instances if i["instance_id"] in pred_errors}
+            return {"predictions": str(Path(cfg.out_dir) / "predictions.jsonl"), "total": len(instances),
+                    "non_empty": n, "errors": len(errs), "prediction_errors": errs}
+        store = ResultStore(cfg.out_dir)
+        try:
+            kept: dict[str, InstanceResult] = {}
+            for inst in instances:
+                pred = preds.get(inst["instance_id"])
+                if pred is not None:
+                    r = store.reusable(inst["instance_id"], patch_sha(pred.get("model_patch") or ""))
+                    if r is not None:
+                        kept[r.instance_id] = r
+            if kept:
+                log(f"resume: {len(kept)} results kept from {store.log.path} (errors and changed patches are graded "
+                    "again)")
+            todo = [i for i in instances if i["instance_id"] not in kept]
+            fresh = evaluate(cfg, todo, preds, log, images, pred_errors) if todo else []
+            for r in fresh:
+                pred = preds.get(r.instance_id)
+                store.add(r, patch_sha(pred.get("model_patch") or "") if pred is not None else None)
+        finally:
+            store.close()
+        by_id = {**kept, **{r.instance_id: r for r in fresh}}
+        results = [by_id[i["instance_id"]] for i in instances]
+        meta = {"model": model_name, "mode": "gold" if cfg.gold else "gold-edits" if cfg.gold_edits else cfg.mode, "split": cfg.dataset or cfg.split,
+                "harness": choose_harness(cfg, instances), "source": cfg.source if not cfg.gold and not cfg.predictions
+                and cfg.mode != "agent" else None, "namespace": cfg.namespace, "kept_from_previous_run": len(kept),
+                "images_pulled": list(images.pulled), "images_built": list(images.built)}
+        summary = write_reports(results, cfg.out_dir, meta)
+        log(json.dumps({k: summary[k] for k in ("resolve_rate", "resolve_rate_graded", "resolved", "graded", "total",
+                                                "counts")}))
+        return summary

@@ -2,7 +2,8 @@
 
 - ``RepoDirSource(repos_dir)`` (``--repos-dir DIR``), per instance, first match wins:
     ``DIR/<instance_id>/``     a snapshot of the repository at base_commit (plain tree or a checkout; read as is);
-    ``DIR/<owner>__<name>/``   a git clone or bare mirror; contents are read from the base_commit tree (gitpython).
+    ``DIR/<owner>__<name>/``   a git clone or bare mirror (also ``<owner>__<name>.git``, e.g. ../shared/data/repos);
+                               contents are read from the base_commit tree (gitpython), nothing is written.
 - ``ImageSource(image_for)``: the instance image's repository (``/testbed``, already at base_commit), read through a
   sandbox (``environments.sandbox.DockerSandbox``).
 
@@ -78,8 +79,9 @@ class RepoDirSource(_Cached):
         if snap.is_dir():
             return "snapshot", snap
         clone = self.root / inst["repo"].replace("/", "__")
-        if clone.exists():
-            return "git", clone
+        for c in (clone, clone.with_name(clone.name + ".git")):       # a clone, or a bare mirror NAME.git
+            if c.exists():
+                return "git", c
         raise SourceError(f"{inst['instance_id']}: neither {snap} nor {clone} exists in --repos-dir")
 
     def _commit(self, clone: Path, inst: dict[str, Any]) -> Any:
