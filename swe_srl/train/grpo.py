@@ -12,6 +12,14 @@ TRL generates one *generation batch* per optimizer step (``steps_per_generation 
 
 Everything else (advantages, loss, vLLM, importance sampling) is TRL's. Advantages are computed per group inside each
 round, so merging rounds does not change them (scale_rewards="group").
+
+Shared-prompt log-probs (``shared_prompt=True``, the default; swe_srl/train/shared_prompt.py): the rows of a
+micro-batch that share a prompt are scored as one packed sequence, so each prompt is pushed forward and back once
+instead of G times (same log-probs, entropies and gradients as TRL's per-row path). For that to apply in training,
+the generation batch is shuffled group-wise (whole groups move together) before TRL splits it into micro-batches;
+with TRL's row shuffle a micro-batch would almost never hold two rollouts of the same prompt. TRL's path is used
+(logged once per reason) when nothing in a micro-batch shares a prompt, for multimodal inputs, MoE aux loss,
+attention implementations without custom 4-D masks (flash-attention), sliding-window models and prompt-learning PEFT.
 """
 
 from __future__ import annotations
@@ -23,8 +31,11 @@ from typing import Any
 
 import torch
 from trl import GRPOTrainer
+from trl.trainer.utils import (shuffle_sequence_dict, split_pixel_values_by_grid, split_tensor_dict,
+                               unsplit_pixel_values_by_grid)
 
 from ..core.sampling import DEFAULT_DS_EPS, keep_group
+from . import shared_prompt as sp
 
 logger = logging.getLogger("swe_srl.train")
 
@@ -69,11 +80,19 @@ def merge_rows(parts: list[tuple[dict[str, Any], list[int]]], pad_token_id: int)
 
 
 class SRLGRPOTrainer(GRPOTrainer):
-    """TRL GRPOTrainer + dynamic sampling. ``dynamic_sampling=False`` makes it behave exactly like the parent."""
+    """TRL GRPOTrainer + dynamic sampling + shared-prompt log-probs.
+
+    ``dynamic_sampling=False, shared_prompt=False`` makes it behave exactly like the parent."""
 
     def __init__(self, *args: Any, dynamic_sampling: bool = True, ds_eps: float = DEFAULT_DS_EPS,
-                 ds_max_rounds: int = 8, ds_warn_kept_fraction: float = 0.05, **kwargs: Any) -> None:
+                 ds_max_rounds: int = 8, ds_warn_kept_fraction: float = 0.05, shared_prompt: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.shared_prompt = shared_prompt
+        self.sp_log: dict[str, int] = {"shared_chunks": 0, "fallback_chunks": 0, "rows": 0, "packed_tokens": 0,
+                                       "trl_tokens": 0}
+        self._sp_logged: set[str] = set()
+        self._sp_checked: dict[int, bool] = {}
         self.dynamic_sampling = dynamic_sampling
         self.ds_eps = ds_eps
         self.ds_max_rounds = ds_max_rounds
@@ -194,3 +213,116 @@ class SRLGRPOTrainer(GRPOTrainer):
                       f"'Format warm-up'), or set prefill_think: true.\n{bar}", file=sys.stderr, flush=True)
         else:
             self._low_kept_streak = 0
+
+    # ---- shared-prompt log-probs (swe_srl/train/shared_prompt.py) ----
+
+    def _sp_note(self, message: str, warn: bool = True) -> None:
+        if message not in self._sp_logged:
+            self._sp_logged.add(message)
+            (logger.warning if warn else logger.info)("shared-prompt log-probs: %s", message)
+
+    def _sp_model_ok(self, model) -> bool:
+        """Static checks, then (once per model object) the layout is compared with TRL's path on a tiny batch."""
+        inner = self.accelerator.unwrap_model(model)
+        key = id(inner)
+        if key in self._sp_checked:
+            return self._sp_checked[key]
+        problem = sp.model_problem(inner)
+        if problem is None:
+            def trl_rows(m, ids, mask, c):
+                return GRPOTrainer._get_per_token_logps_and_entropies(self, m, ids, mask, c)
+
+            diff = sp.self_check(model, trl_rows, config_model=inner, autocast=self.accelerator.autocast)
+            low_precision = (sp.param_dtype(inner) != torch.float32 or bool(self.args.bf16) or bool(self.args.fp16))
+            tol = 0.1 if low_precision else 1e-3
+            if not diff <= tol:   # also catches NaN
+                problem = f"self-check against TRL's path failed (max |d logp| = {diff:.3g} > {tol})"
+            else:
+                self._sp_note(f"on for {type(inner).__name__} (self-check max |d logp| = {diff:.2e})", warn=False)
+                if sp.has_dropout(inner):
+                    self._sp_note("the model has dropout: a group's rows share one dropout draw on the prompt "
+                                  "(TRL draws one per row); disable_dropout: true makes both paths deterministic")
+        if problem is not None:
+            self._sp_note(f"off for {type(inner).__name__}: {problem}; using TRL's per-row path")
+        self._sp_checked[key] = problem is None
+        return problem is None
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, pixel_values=None,
+                                           image_grid_thw=None, num_images=None, pixel_attention_mask=None,
+                                           spatial_shapes=None, num_tiles=None, image_sizes=None, token_type_ids=None,
+                                           mm_token_type_ids=None, image_position_ids=None):
+        extra = dict(pixel_values=pixel_values, image_grid_thw=image_grid_thw, num_images=num_images,
+                     pixel_attention_mask=pixel_attention_mask, spatial_shapes=spatial_shapes, num_tiles=num_tiles,
+                     image_sizes=image_sizes, token_type_ids=token_type_ids, mm_token_type_ids=mm_token_type_ids,
+                     image_position_ids=image_position_ids)
+
+        def trl_path(ids, mask, bs):
+            return super(SRLGRPOTrainer, self)._get_per_token_logps_and_entropies(
+                model, ids, mask, logits_to_keep, batch_size=bs, compute_entropy=compute_entropy,
+                compute_aux_loss=compute_aux_loss, **extra)
+
+        problem = None
+        if not self.shared_prompt:
+            return trl_path(input_ids, attention_mask, batch_size)
+        if any(v is not None for v in extra.values()):
+            problem = "multimodal / token-type inputs"
+        elif compute_aux_loss:
+            problem = "MoE load-balancing loss counts every row's prompt tokens"
+        else:
+            problem = sp.layout_problem(input_ids, attention_mask, logits_to_keep)
+        if problem is not None:
+            self._sp_note(f"{problem}; using TRL's per-row path")
+            return trl_path(input_ids, attention_mask, batch_size)
+        if not self._sp_model_ok(model):
+            return trl_path(input_ids, attention_mask, batch_size)
+
+        n = input_ids.size(0)
+        batch_size = batch_size or n
+        all_logps, all_entropies = [], []
+        pad_id = getattr(self._tokenizer, "pad_token_id", None) or 0
+        packed_tokens = trl_tokens = 0
+        for start in range(0, n, batch_size):
+            ids, mask = input_ids[start:start + batch_size], attention_mask[start:start + batch_size]
+            groups = sp.find_prompt_groups(ids, mask, logits_to_keep)
+            trl_tokens += ids.numel()
+            if len(groups) == ids.size(0):
+                self._sp_note(f"a micro-batch of {ids.size(0)} rows has no two rows with the same prompt (split "
+                              f"groups); TRL's per-row path for such micro-batches")
+                self.sp_log["fallback_chunks"] += 1
+                packed_tokens += ids.numel()
+                logps, entropies, _ = trl_path(ids, mask, None)
+            else:
+                self.sp_log["shared_chunks"] += 1
+                logps, entropies = sp.shared_logps(model, ids, mask, logits_to_keep, groups,
+                                                   compute_entropy=compute_entropy,
+                                                   config_model=self.accelerator.unwrap_model(model),
+                                                   autocast=self.accelerator.autocast, pad_token_id=pad_id)
+                p = ids.size(1) - logits_to_keep
+                packed_tokens += sum(int(mask[g[0], :p - 1].sum()) + len(g) * logits_to_keep for g in groups)
+            all_logps.append(logps)
+            if compute_entropy:
+                all_entropies.append(entropies)
+        self.sp_log["rows"] += n
+        self.sp_log["packed_tokens"] += packed_tokens
+        self.sp_log["trl_tokens"] += trl_tokens
+        # tokens pushed through the model / tokens TRL's per-row path would push (1.0 = no saving)
+        self._metrics["train" if self.model.training else "eval"]["shared_prompt/token_fraction"].append(
+            packed_tokens / max(trl_tokens, 1))
+        return torch.cat(all_logps, 0), (torch.cat(all_entropies, 0) if compute_entropy else None), None
+
+    def _prepare_inputs(self, generation_batch):
+        """TRL's ``_prepare_inputs`` with a group-wise shuffle of the generation batch (shared_prompt on)."""
+        if not (self.shared_prompt and self.model.training):
+            return super()._prepare_inputs(generation_batch)
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        if self._step % generate_every == 0 or self._buffered_inputs is None:
+            batch = self._generate_and_score_completions(generation_batch)
+            batch = split_pixel_values_by_grid(batch)
+            shuffled = sp.shuffle_groups(batch)
+            if shuffled is None:
+                self._sp_note("generation batch has no prompt_ids to group by; TRL's row shuffle")
+                shuffled = shuffle_sequence_dict(batch)
+            batches = split_tensor_dict(shuffled, self.args.steps_per_generation)
+            self._buffered_inputs = [unsplit_pixel_values_by_grid(b) for b in batches]
+        return self._buffered_inputs[self._step % self.args.steps_per_generation]

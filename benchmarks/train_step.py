@@ -1,0 +1,267 @@
+"""One SRL optimizer step, training forward/backward: our shared-prompt log-probs vs plain TRL GRPOTrainer.
+
+    python benchmarks/train_step.py [--model smollm2-135m] [--prompts 1024,2048,4096] [--gs 4,8] [--repeats 2]
+                                    [--completion 128] [--steps 1] [--warmup 1] [--random-init] [--checkpointing]
+                                    [--tag TAG]
+
+Variants (same model, same data; every (config, variant) runs in a FRESH subprocess, because a process's peak-RSS
+high-water mark never goes down; the subprocesses are interleaved: repeat r runs config1/trl, config1/ours,
+config2/trl, ... with the trl/ours order alternating between repeats, so machine noise hits both alike):
+  trl    trl.GRPOTrainer: each of the G (prompt + completion) rows through the model on its own
+  ours   swe_srl.train.grpo.SRLGRPOTrainer(shared_prompt=True): each group's prompt once
+         (swe_srl/train/shared_prompt.py)
+
+One step = one micro-batch holding one group (per_device_train_batch_size = num_generations = G, the SRL config
+layout): TRL's own ``compute_loss`` on SRL-shaped inputs (prompt P tokens, G completions of C tokens), ``backward``,
+AdamW ``step``. Generation is not timed (it is the same for both); the rollout tensors are synthetic (seeded token
+ids), since the compute does not depend on the token values. Per (config, variant): fwd+bwd seconds, wall and
+process CPU time (median over --steps, after --warmup steps on a small batch that pay the one-time costs),
+optimizer-step seconds, peak RSS of the subprocess and RSS before the timed step (model, gradients, AdamW state).
+Ratios are trl / ours; on a shared machine the CPU-time ratio is the robust one. Writes
+benchmarks/results/train_step[_<tag>].json.
+
+On a 2-core / 23 GB box, TRL's path without activation checkpointing does not fit at prompt 2k, G = 8 (~3 MB of
+activations per token x 17k tokens), so the recorded run uses --checkpointing (as the GPU configs do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import write_result  # noqa: E402
+from swe_srl.core.io import versions  # noqa: E402
+
+VARIANTS = ("trl", "ours")
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux
+
+
+def worker(args) -> dict:
+    """One (config, variant) in this process: build the trainer, run warm-up + timed steps, report."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from swe_srl.models import resolve_model
+    from swe_srl.train.grpo import SRLGRPOTrainer
+
+    load0 = os.getloadavg()[0]
+    path = resolve_model(args.model)
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    torch.manual_seed(0)
+    if args.random_init:
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path), dtype=torch.float32)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    G, P, C = args.g, args.prompt, args.completion
+    cfg = GRPOConfig(output_dir=args.workdir, per_device_train_batch_size=G, num_generations=G,
+                     max_completion_length=C, report_to=[], use_cpu=True, bf16=False, seed=0,
+                     activation_checkpointing=args.checkpointing, learning_rate=1e-6, loss_type="grpo", beta=0.0)
+    ds = Dataset.from_list([{"prompt": "x"}] * G)
+    kw = dict(model=model, reward_funcs=[lambda completions, **k: [0.0] * len(completions)], args=cfg,
+              train_dataset=ds, processing_class=tok)
+    if args.variant == "trl":
+        trainer = GRPOTrainer(**kw)
+    else:
+        trainer = SRLGRPOTrainer(**kw, shared_prompt=True, dynamic_sampling=False)
+    trainer.current_gradient_accumulation_steps = 1
+    model = trainer.model
+    if args.checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+
+    def rollout(P: int, C: int, seed: int) -> dict:
+        """SRL-shaped rollout tensors: one group (same prompt, G rows), completions of varied length <= C."""
+        g = torch.Generator().manual_seed(seed)
+        vocab = model.config.vocab_size
+        prompt = torch.randint(0, vocab, (1, P), generator=g).expand(G, P).clone()
+        comp = torch.randint(0, vocab, (G, C), generator=g)
+        lens = torch.randint(C // 2, C + 1, (G,), generator=g)
+        lens[0] = C
+        cmask = (torch.arange(C)[None] < lens[:, None]).long()
+        return {"prompt_ids": prompt, "prompt_mask": torch.ones_like(prompt), "completion_ids": comp,
+                "completion_mask": cmask, "advantages": torch.randn(G, generator=g),
+                "num_items_in_batch": cmask.sum()}
+
+    def step(inputs: dict) -> tuple[float, float, float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        loss = trainer.compute_loss(model, inputs)
+        loss.backward()
+        t1, c1 = time.perf_counter(), time.process_time()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return t1 - t0, c1 - c0, time.perf_counter() - t1, float(loss.detach())
+
+    # warm-up on a small batch: one-time costs (AdamW state, gradient buffers, kernels, our self-check) are paid
+    # here, at a peak RSS below the real step's
+    for _ in range(args.warmup):
+        step(rollout(min(P, 64), min(C, 16), 99))
+    inputs = rollout(P, C, 1234)
+    rss_before = _rss_mb()
+    fwd_bwd, fwd_bwd_cpu, opt_s, losses = [], [], [], []
+    for _ in range(args.steps):
+        t, c, o, loss = step(inputs)
+        fwd_bwd.append(t)
+        fwd_bwd_cpu.append(c)
+        opt_s.append(o)
+        losses.append(loss)
+    out = {"variant": args.variant, "prompt_tokens": P, "completion_tokens": C, "G": G,
+           "fwd_bwd_s": statistics.median(fwd_bwd), "fwd_bwd_s_all": fwd_bwd,
+           "fwd_bwd_cpu_s": statistics.median(fwd_bwd_cpu), "opt_step_s": statistics.median(opt_s),
+           "first_loss": losses[0], "rss_before_step_mb": round(rss_before, 1),
+           "peak_rss_mb": round(_peak_rss_mb(), 1), "torch_threads": torch.get_num_threads(),
+           "loadavg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)]}
+    if args.variant == "ours":
+        out["shared_prompt"] = dict(trainer.sp_log)
+    return out
+
+
+def run_one(variant: str, P: int, G: int, args) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--variant", variant, "--prompt", str(P),
+           "--g", str(G), "--completion", str(args.completion), "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--model", args.model,
+           "--workdir", args.workdir] + (["--random-init"] if args.random_init else []) \
+        + (["--checkpointing"] if args.checkpointing else [])
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise RuntimeError(f"worker {variant} P={P} G={G} failed (rc {proc.returncode})")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["wall_s"] = round(time.perf_counter() - t0, 2)
+    return res
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    rows = []
+    keys = sorted({(r["prompt_tokens"], r["G"]) for r in runs})
+    for P, G in keys:
+        row = {"prompt_tokens": P, "G": G}
+        for v in VARIANTS:
+            rs = [r for r in runs if r["variant"] == v and (r["prompt_tokens"], r["G"]) == (P, G)]
+            if not rs:
+                continue
+            row[v] = {"fwd_bwd_s": round(statistics.median(r["fwd_bwd_s"] for r in rs), 3),
+                      "fwd_bwd_cpu_s": round(statistics.median(r["fwd_bwd_cpu_s"] for r in rs), 3),
+                      "step_s": round(statistics.median(r["fwd_bwd_s"] + r["opt_step_s"] for r in rs), 3),
+                      "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in rs), 1),
+                      "rss_before_step_mb": round(statistics.median(r["rss_before_step_mb"] for r in rs), 1),
+                      "runs": len(rs)}
+        if "trl" in row and "ours" in row:
+            t, o = row["trl"], row["ours"]
+            row["fwd_bwd_speedup"] = round(t["fwd_bwd_s"] / o["fwd_bwd_s"], 2)
+            # CPU seconds of the process (all threads): the work done, less sensitive to other load on the machine
+            row["fwd_bwd_cpu_speedup"] = round(t["fwd_bwd_cpu_s"] / o["fwd_bwd_cpu_s"], 2)
+            row["step_speedup"] = round(t["step_s"] / o["step_s"], 2)
+            row["peak_rss_ratio"] = round(t["peak_rss_mb"] / o["peak_rss_mb"], 2)
+            # activation memory of the step: peak minus what the process held before it (model, trainer)
+            row["step_memory_ratio"] = round((t["peak_rss_mb"] - t["rss_before_step_mb"])
+                                             / max(o["peak_rss_mb"] - o["rss_before_step_mb"], 1.0), 2)
+            # same per-row loss in both processes (same weights, same data)
+            lt = [r["first_loss"] for r in runs if r["variant"] == "trl" and (r["prompt_tokens"], r["G"]) == (P, G)]
+            lo = [r["first_loss"] for r in runs if r["variant"] == "ours" and (r["prompt_tokens"], r["G"]) == (P, G)]
+            row["first_loss_abs_diff"] = abs(lt[0] - lo[0])
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--prompts", default="1024,2048,4096")
+    p.add_argument("--gs", default="4,8")
+    p.add_argument("--configs", default="", help="explicit PROMPTxG list, e.g. 2048x8,1024x4 (overrides the grid)")
+    p.add_argument("--completion", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=2, help="fresh-process runs per (config, variant)")
+    p.add_argument("--steps", type=int, default=1, help="timed steps per run, after --warmup warm-up steps")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps on a small batch first (prompt 64, "
+                   "completion 16)")
+    p.add_argument("--random-init", action="store_true")
+    p.add_argument("--checkpointing", action="store_true", help="activation checkpointing (non-reentrant)")
+    p.add_argument("--tag", default="")
+    p.add_argument("--workdir", default="/tmp/swe-srl-train-step")
+    # worker mode (internal)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    p.add_argument("--prompt", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--g", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+
+    if args.configs:
+        configs = [(int(c.split("x")[0]), int(c.split("x")[1])) for c in args.configs.split(",")]
+    else:
+        configs = [(int(P), int(G)) for P in args.prompts.split(",") for G in args.gs.split(",")]
+    runs: list[dict] = []
+    loads = [os.getloadavg()]
+    t0 = time.perf_counter()
+    for rep in range(args.repeats):
+        for P, G in configs:
+            order = VARIANTS if (rep + configs.index((P, G))) % 2 == 0 else VARIANTS[::-1]
+            for v in order:
+                r = run_one(v, P, G, args)
+                r["repeat"] = rep
+                runs.append(r)
+                loads.append(os.getloadavg())
+                print(f"[train_step] rep {rep} P={P} G={G} {v:4s}: fwd+bwd {r['fwd_bwd_s']:.2f}s "
+                      f"(cpu {r['fwd_bwd_cpu_s']:.1f}s)  "
+                      f"peak RSS {r['peak_rss_mb']:.0f} MB  (load {r['loadavg_1m']})", file=sys.stderr, flush=True)
+    rows = summarize(runs)
+    head = next((r for r in rows if (r["prompt_tokens"], r["G"]) == (2048, 8) and "fwd_bwd_speedup" in r), None)
+    result = {
+        "what": "training forward+backward (+AdamW step) of the GRPO loss for one micro-batch = one group of G "
+                "(prompt + completion) rows: SRLGRPOTrainer shared-prompt log-probs vs trl.GRPOTrainer per-row",
+        "model": args.model + (" (random init, same config)" if args.random_init else ""),
+        "completion_tokens": args.completion, "steps_per_run": args.steps, "warmup_steps": args.warmup,
+        "repeats": args.repeats,
+        "activation_checkpointing": args.checkpointing,
+        "machine": {"nproc": os.cpu_count(), "torch_threads": runs[0]["torch_threads"] if runs else None,
+                    "loadavg_1m_during_run": {"min": round(min(x[0] for x in loads), 2),
+                                              "max": round(max(x[0] for x in loads), 2),
+                                              "mean": round(statistics.mean(x[0] for x in loads), 2)}},
+        "versions": versions(),
+        "speedup_vs_trl": head["fwd_bwd_speedup"] if head else None,
+        "cpu_time_speedup_vs_trl": head["fwd_bwd_cpu_speedup"] if head else None,
+        "step_speedup_vs_trl": head["step_speedup"] if head else None,
+        "peak_rss_ratio": head["peak_rss_ratio"] if head else None,
+        "headline_config": {"prompt_tokens": 2048, "G": 8} if head else None,
+        "goal": {"speedup_vs_trl": ">= 3 (fwd+bwd)", "peak_rss_ratio": ">= 2"},
+        "configs": rows,
+        "runs": runs,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    name = "train_step" + (f"_{args.tag}" if args.tag else "")
+    print(f"wrote {write_result(name, result)}", file=sys.stderr)
+    for r in rows:
+        print(json.dumps({k: r[k] for k in r if k not in ("trl", "ours")} | {
+            "trl_fwd_bwd_s": r.get("trl", {}).get("fwd_bwd_s"), "ours_fwd_bwd_s": r.get("ours", {}).get("fwd_bwd_s"),
+            "trl_peak_mb": r.get("trl", {}).get("peak_rss_mb"), "ours_peak_mb": r.get("ours", {}).get("peak_rss_mb")}))
+
+
+if __name__ == "__main__":
+    main()
