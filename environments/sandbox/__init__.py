@@ -25,7 +25,7 @@ def make_sandbox(backend: str, *, image: str | None = None, repo_path=None, base
     if backend == "local":
         if repo_path is None:
             raise ValueError("the local backend needs repo_path")
-        allowed = {k: v for k, v in kw.items() if k in ("workdir", "env")}
+        allowed = {k: v for k, v in kw.items() if k in ("workdir", "env", "isolation")}
         return LocalSandbox(repo_path, base_commit, **allowed)
     raise ValueError(f"unknown sandbox backend {backend!r} (docker|local)")
 

@@ -15,6 +15,12 @@ or /dev/null, and stdout AND stderr on ONE pipe (as ``2>&1``), so the output is 
 A child's exit wakes the helper through SIGCHLD (``signal.set_wakeup_fd``), without polling; a process killed by a
 signal reports 128 + its number, as a shell and ``docker exec`` do. On a timeout: SIGTERM to the group, SIGKILL after
 2 s (``timeout -k 2``), then SIGKILL to every process of the container except PID 1 and the helper itself.
+
+Fork bombs: the helper is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so orphaned processes become its children
+and are reaped (never zombies of PID 1, ``sleep``, that would fill the pids cgroup for good). After every command it
+reads the pids cgroup (``pids.events``: how often a fork failed at the limit); when the limit was hit, every process
+but PID 1 and the helper is SIGKILLed (repeatedly, until none is left) and the response carries ``killed`` and a
+``reason``, so the sandbox stays usable.
 """
 
 import base64
@@ -43,13 +49,102 @@ ENV = _environ()
 ME = os.getpid()
 
 
-def kill_all():
+def _others():
+    """PIDs of the container's live processes other than PID 1 and the helper (zombies are not counted)."""
+    pids = []
     for d in os.listdir("/proc"):
         if d.isdigit() and int(d) not in (1, ME):
             try:
-                os.kill(int(d), signal.SIGKILL)
+                with open("/proc/%s/stat" % d, "rb") as f:
+                    state = f.read().rsplit(b")", 1)[1].split()[0]
+            except Exception:
+                continue
+            if state not in (b"Z", b"X"):
+                pids.append(int(d))
+    return pids
+
+
+def kill_all(limit=10.0):
+    """SIGKILL every process of the container except PID 1 and the helper, until none is left (a fork bomb forks
+    while it is killed: ``kill(-1)`` is repeated); orphans were re-parented to the helper (a subreaper): reaped."""
+    end = time.monotonic() + limit
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)          # all processes we may signal, except PID 1 and ourselves
+        except Exception:
+            pass
+        for pid in _others():
+            try:
+                os.kill(pid, signal.SIGKILL)
             except Exception:
                 pass
+        reap()
+        if not _others() or time.monotonic() > end:
+            break
+        time.sleep(0.01)
+    reap()
+
+
+# -- pids cgroup: a fork bomb saturates it; detected after every command -------------------------------------------
+PIDS_DIRS = ("/sys/fs/cgroup", "/sys/fs/cgroup/pids")     # cgroup v2 (namespaced root), v1
+
+
+def _read_int(path):
+    try:
+        with open(path) as f:
+            v = f.read().strip()
+        return None if v == "max" else int(v)
+    except Exception:
+        return None
+
+
+def pids_state():
+    """(events_max, current, limit) of the container's pids cgroup; None where unknown."""
+    for d in PIDS_DIRS:
+        try:
+            with open(d + "/pids.events") as f:
+                ev = dict(line.split() for line in f if line.strip())
+        except Exception:
+            continue
+        return int(ev.get("max", 0)), _read_int(d + "/pids.current"), _read_int(d + "/pids.max")
+    return None, None, None
+
+
+def saturated(before):
+    """A reason string when the pids limit was hit since ``before`` (pids.events "max" grew) or is nearly full."""
+    ev, cur, lim = pids_state()
+    if ev is not None and before is not None and ev > before:
+        return "the pids limit (%s) was reached %d time(s): fork bomb?" % (lim or "?", ev - before)
+    if cur is not None and lim and cur >= lim - 2:
+        return "the pids limit (%s) is saturated (%d processes): fork bomb?" % (lim, cur)
+    return None
+
+
+# -- child subreaper: orphans of commands become the helper's children (and are reaped), never zombies of PID 1 ---
+STATUS = {}            # pid -> exit status of a reaped child that a Child object still wants
+
+
+def _subreaper():
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)     # PR_SET_CHILD_SUBREAPER
+    except Exception:
+        pass
+
+
+def reap():
+    """Reap every exited child (orphans included); a tracked child's status is kept for its Child.poll()."""
+    while True:
+        try:
+            pid, st = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+        if not pid:
+            return
+        if pid in STATUS:
+            STATUS[pid] = 128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st)   # as a shell
 
 
 def b64(data):
@@ -97,6 +192,7 @@ class Child(object):
 
     def __init__(self, argv, cwd, data):
         self.pid, self.fd, self.win = spawn(argv, cwd, data is not None)
+        STATUS[self.pid] = None
         self.data = data
         self.chunks = []
         self.eof = False
@@ -113,12 +209,9 @@ class Child(object):
 
     def poll(self):
         if self.status is None:
-            try:
-                pid, st = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                pid, st = self.pid, 255 << 8
-            if pid:
-                self.status = 128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st)   # as a shell
+            reap()
+            if STATUS.get(self.pid) is not None:
+                self.status = STATUS.pop(self.pid)
         return self.status
 
     def killpg(self, sig):
@@ -159,11 +252,17 @@ def exec_(req):
     t = max(float(req.get("timeout", 60)), 0.1)
     start = time.monotonic()
     data = base64.b64decode(req["stdin"]) if req.get("stdin") is not None else None
+    before = pids_state()[0]
     try:
         c = Child(req["argv"], req.get("cwd") or "/", data)
     except OSError as e:
-        return {"rc": 127 if isinstance(e, FileNotFoundError) else 126,
-                "out": b64(str(e).encode("utf-8", "replace")), "timed_out": False}
+        res = {"rc": 127 if isinstance(e, FileNotFoundError) else 126,
+               "out": b64(str(e).encode("utf-8", "replace")), "timed_out": False}
+        reason = saturated(None)          # e.g. EAGAIN: the pids cgroup is still full
+        if reason:
+            kill_all()
+            res.update(killed=True, reason=reason + "; every process of the sandbox was killed")
+        return res
     deadline = start + t
     exit_at = None
     timed_out = False
@@ -197,8 +296,21 @@ def exec_(req):
             c.pump(end - time.monotonic())
         while not c.eof and select.select([c.fd], [], [], 0.05)[0]:   # what the killed processes left in the pipe
             c.pump(0)
+    reason = saturated(before)
+    if reason:                                    # a fork bomb: stop it, so that the sandbox stays usable
+        kill_all()
+        while not c.eof and select.select([c.fd], [], [], 0.05)[0]:
+            c.pump(0)
+        if c.poll() is None:
+            c.killpg(signal.SIGKILL)
+            c.pump(0.5)
+        rc = 137
     os.close(c.fd)
-    return {"rc": rc if rc is not None else -1, "out": b64(b"".join(c.chunks)), "timed_out": timed_out}
+    STATUS.pop(c.pid, None)
+    res = {"rc": rc if rc is not None else -1, "out": b64(b"".join(c.chunks)), "timed_out": timed_out}
+    if reason:
+        res.update(killed=True, reason=reason + "; every process of the sandbox was killed")
+    return res
 
 
 def read(req):
@@ -228,6 +340,7 @@ OPS = {"exec": exec_, "read": read, "write": write, "ping": lambda req: {"pid": 
 
 
 def main():
+    _subreaper()
     inp = sys.stdin.buffer
     out = sys.stdout.buffer
     while True:
@@ -243,6 +356,7 @@ def main():
         res["id"] = req.get("id") if isinstance(req, dict) else None
         out.write(json.dumps(res).encode("ascii") + b"\n")
         out.flush()
+        reap()                                      # orphans that exited meanwhile (the helper is their subreaper)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ class CommandResult:
     exit_code: int
     output: str          # stdout and stderr through ONE pipe, in the order the program wrote them (as 2>&1)
     timed_out: bool = False
+    killed: bool = False  # the sandbox killed the command's processes for another reason than its timeout
+    reason: str = ""      # why (e.g. "the pids limit (512) was reached ...: fork bomb?")
 
 
 @runtime_checkable

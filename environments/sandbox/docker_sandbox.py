@@ -1,6 +1,8 @@
 """DockerSandbox: one throw-away container per sandbox, on the `docker` Python SDK's public API.
 
-Isolation defaults: no network, 2 GiB memory (no extra swap), 512 pids, 1 CPU. Every container carries the label
+Isolation defaults: no network, 2 GiB memory (no extra swap), 512 pids, 1 CPU; no disk quota unless ``disk_limit``
+(``--storage-opt size=``, enforced only where the storage driver supports it: overlay2 on xfs with pquota; elsewhere
+one warning line and ``disk_limit_enforced=False``). Every container carries the label
 ``swe-srl.sandbox=1`` (and ``swe-srl.owner=<pid>``) and is removed on close(), on garbage collection, at interpreter
 exit, and after an exception or KeyboardInterrupt inside ``with``. Its main process is ``sleep <ttl>`` so a container
 orphaned by a SIGKILLed host process stops by itself (auto-remove) after ``ttl`` seconds at the latest.
@@ -17,7 +19,10 @@ transport). Both transports capture a process's stdout and stderr on ONE pipe, i
   through the engine (~0.1-0.2 s each); a file read or write costs no process at all. Each process runs in its own
   process group with the exec environment; on a timeout the group gets SIGTERM, then SIGKILL after 2 s, then every
   process of the container except PID 1 and the helper is SIGKILLed, so a timed-out command leaves nothing behind.
-  A helper killed by a command (``kill -9 -1``) makes that call return 137 and a fresh helper takes over.
+  A helper killed by a command (``kill -9 -1``) makes that call return 137 and a fresh helper takes over. After every
+  command the helper checks the pids cgroup: a fork bomb (the limit was hit) gets every process but PID 1 and the
+  helper SIGKILLed, and the result ``killed=True`` with a ``reason``; the helper, a child subreaper, reaps them, so
+  the sandbox stays usable.
 - ``ExecTransport`` (images without a usable ``python3``, or ``fast=False``): one ``docker exec`` per call of
   ``sh -c 'exec "$@" 2>&1' sh timeout -k 2 T ARGV...``, then ``kill -9 -1`` after an overrun; ``read`` is
   ``cat -- PATH`` and ``write`` is stdin into ``dd of=PATH`` through that same ``exec``.
@@ -37,6 +42,7 @@ import posixpath
 import select
 import shlex
 import socket
+import sys
 import tarfile
 import time
 import uuid
@@ -65,6 +71,15 @@ def _close_all() -> None:
 atexit.register(_close_all)
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str, line: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        print(line, file=sys.stderr, flush=True)
+
+
 def _remove_container(container) -> None:
     try:
         container.remove(force=True, v=True)
@@ -86,6 +101,8 @@ class RawResult:
     rc: int
     out: bytes            # stdout and stderr of the process, one pipe, in the order written
     timed_out: bool = False
+    killed: bool = False  # the helper killed every process of the container (pids limit hit: fork bomb)
+    reason: str = ""
 
 
 class Transport(Protocol):
@@ -318,7 +335,8 @@ class HelperChannel:
         except (ChannelError, OSError):
             # the helper died under the process (e.g. it ran `kill -9 -1`): like an exec killed by SIGKILL
             return RawResult(137, b"", False)
-        return RawResult(int(res["rc"]), base64.b64decode(res["out"]), bool(res["timed_out"]))
+        return RawResult(int(res["rc"]), base64.b64decode(res["out"]), bool(res["timed_out"]),
+                         bool(res.get("killed")), str(res.get("reason", "")))
 
     def _file_request(self, op: str, path: str, **kw) -> dict:
         try:
@@ -362,8 +380,10 @@ class DockerSandbox(SandboxBase):
                  base_commit: str | None = None, network: bool = False, mem_limit: str | None = "2g",
                  pids_limit: int | None = 512, cpus: float | None = 1.0, nano_cpus: int | None = None,
                  env: dict[str, str] | None = None, ttl: float = 6 * 3600, client=None,
-                 labels: dict[str, str] | None = None, fast: bool = True):
+                 labels: dict[str, str] | None = None, fast: bool = True, disk_limit: str | None = None):
         self.image = image
+        self.disk_limit = disk_limit          # e.g. "10g": --storage-opt size=; needs overlay2 on xfs with pquota
+        self.disk_limit_enforced: bool | None = None   # after start(): False when the storage driver refused it
         self.fast = fast
         self._transport: Transport | None = None
         self._fast_ok = fast
@@ -410,8 +430,21 @@ class DockerSandbox(SandboxBase):
             kw["pids_limit"] = self.pids_limit
         if self.nano_cpus:
             kw["nano_cpus"] = self.nano_cpus
+        if self.disk_limit:
+            kw["storage_opt"] = {"size": str(self.disk_limit)}
         try:
-            container = self.client.containers.create(**kw)
+            try:
+                container = self.client.containers.create(**kw)
+                self.disk_limit_enforced = bool(self.disk_limit) or None
+            except docker.errors.APIError as e:
+                if "storage_opt" not in kw or "storage" not in str(e).lower():
+                    raise
+                # the driver cannot enforce a size (overlay2 needs xfs with pquota): run without, and say so once
+                kw.pop("storage_opt")
+                _warn_once("disk", f"warning: disk_limit={self.disk_limit} is not enforced by this Docker storage "
+                                   f"driver ({str(e).splitlines()[0][-200:]}); the sandbox has no disk quota")
+                container = self.client.containers.create(**kw)
+                self.disk_limit_enforced = False
         except docker.errors.ImageNotFound as e:
             raise SandboxError(f"image {self.image!r} not found locally (build it first): {e}") from None
         except docker.errors.DockerException as e:
@@ -476,7 +509,7 @@ class DockerSandbox(SandboxBase):
     def run(self, command: str, timeout: float = 60, workdir: str | None = None) -> CommandResult:
         cwd = self.abspath(workdir) if workdir else self.workdir
         r = self.transport.exec(["bash", "-c", command], cwd=cwd, timeout=timeout)
-        return CommandResult(r.rc, r.out.decode("utf-8", errors="replace"), r.timed_out)
+        return CommandResult(r.rc, r.out.decode("utf-8", errors="replace"), r.timed_out, r.killed, r.reason)
 
     def read_file(self, path: str) -> str:
         return self.transport.read(self.abspath(path)).decode("utf-8", errors="replace")

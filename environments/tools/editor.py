@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import shlex
 
+from ..sandbox.base import SandboxError
+
 SNIPPET_LINES = 4
 
 
@@ -22,6 +24,14 @@ def make_output(text: str, descriptor: str, init_line: int = 1) -> str:
 
 class EditorError(Exception):
     pass
+
+
+def file_error(command: str, path: str, err: BaseException) -> str:
+    """The observation for a file operation that failed in the sandbox (OSError / SandboxError): one line."""
+    if isinstance(err, PermissionError) and "refused" in str(err):
+        return f"Error: {err}."
+    detail = str(err).strip().splitlines()[-1][-300:] if str(err).strip() else type(err).__name__
+    return f"Error: `{command}` on {path} failed: {detail}"
 
 
 def _view_range(raw: str | None) -> list[int] | None:
@@ -50,6 +60,9 @@ class StrReplaceEditor:
             return self._dispatch(args).rstrip("\n")
         except EditorError as e:
             return str(e)
+        except (OSError, SandboxError) as e:      # e.g. create through a dangling directory symlink
+            self._cache = None
+            return file_error(args.get("command", ""), args.get("path", ""), e)
 
     def _exists(self, path: str) -> str | None:
         """'file', 'dir' or None."""

@@ -8,8 +8,9 @@ import uuid
 
 from swe_srl.core.toolcall import ToolCall
 
+from ..sandbox.base import SandboxError
 from .aci import ACI
-from .editor import StrReplaceEditor
+from .editor import StrReplaceEditor, file_error
 
 ACI_TOOLS = ("open", "goto", "scroll_up", "scroll_down", "search_dir", "search_file", "find_file", "create", "edit")
 SUPPORTED_TOOLS = ("bash", "str_replace_editor", "submit", "finish", "think") + ACI_TOOLS
@@ -47,11 +48,18 @@ class ToolRuntime:
 
     # -- paths -------------------------------------------------------------------------------------------------
     def resolve(self, path: str) -> str:
-        """Absolute, normalized path inside the repo root; raises PathEscapeError otherwise (lexical check)."""
+        """Absolute, normalized path inside the repo root; raises PathEscapeError otherwise (a lexical check, plus
+        the sandbox's own ``confine(path)`` where it has one: LocalSandbox resolves symlinks on the host)."""
         p = posixpath.normpath(path if path.startswith("/") else posixpath.join(self.cwd, path))
         if p != self.root and not p.startswith(self.root.rstrip("/") + "/"):
             raise PathEscapeError(f"Error: access to {path} refused: the path is outside the repository root "
                                   f"{self.root}.")
+        confine = getattr(self.sandbox, "confine", None)    # LocalSandbox: real path (symlinks) must stay inside
+        if confine is not None:
+            try:
+                confine(p)
+            except PermissionError as e:
+                raise PathEscapeError(f"Error: {e}.") from None
         return p
 
     # -- dispatch ----------------------------------------------------------------------------------------------
@@ -69,7 +77,10 @@ class ToolRuntime:
                 return self.submit()
             if name == "think":
                 return "Your thought has been logged."
-            return getattr(self.aci, name)(args)
+            try:
+                return getattr(self.aci, name)(args)
+            except (OSError, SandboxError) as e:      # a file operation failed: an observation, never a crash
+                return file_error(name, args.get("path") or args.get("filename") or "", e)
         except PathEscapeError as e:
             return str(e)
 

@@ -32,5 +32,10 @@ def register(app: typer.Typer) -> None:
             qs = Quickstart(opts)
         except ValueError as e:
             fail(str(e))
-        report = qs.run()
+        from ..core.io import OutputLocked
+
+        try:
+            report = qs.run()
+        except OutputLocked as e:
+            fail(str(e))
         typer.echo(f"\nreport: {report}")
