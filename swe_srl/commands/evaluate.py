@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         gold_edits: bool = typer.Option(False, "--gold-edits",
                                         help="evaluate the gold patches converted to the oracle prompt's SEARCH/REPLACE "
                                              "edits and applied by the model-output path (edit-path self-check)"),
-        repos_dir: Optional[str] = typer.Option(None, "--repos-dir",
+        repos_dir: Optional[str] = typer.Option(None, "--repos-dir", "--repos",
                                                 help="DIR/<instance_id> snapshots or DIR/<owner>__<name> git clones"),
         source: str = typer.Option("auto", "--source", help="file contents: auto | repos | image"),
         harness: str = typer.Option("auto", "--harness",

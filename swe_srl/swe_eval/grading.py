@@ -41,6 +41,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from environments.images.build import LAYER_LABEL
+from environments.images.sandbox import eval_sandbox_factory
 from environments.sandbox import DEFAULT_WORKDIR, DockerSandbox, LocalSandbox, Sandbox
 
 from ..core.io import write_json_atomic
@@ -181,11 +183,27 @@ def docker_sandbox_factory(namespace: str | None = None, images: ImageProvider |
     is first made available (present locally, pulled or built: ``ImageProvider.ensure``, which raises
     ``ImageUnavailable``); without, the instance image name is used as is (a missing one fails at start)."""
 
+    built = eval_sandbox_factory(lazy_client=True)
+
     def factory(instance: dict[str, Any]) -> Sandbox:
         image = images.ensure(instance) if images is not None else instance_image(instance, namespace)
+        if is_built_instance_image(image):   # our `swe-srl images build` images: services + the network block
+            return built({**instance, "image": image})
         return DockerSandbox(image, workdir=instance.get("workdir") or DEFAULT_WORKDIR, network=False)
 
     return factory
+
+
+@functools.lru_cache(maxsize=4096)
+def is_built_instance_image(image: str) -> bool:
+    """True for instance images made by ``swe-srl images build`` (label ``swe-srl.layer=instance``)."""
+    import docker   # optional heavy dependency
+
+    try:
+        labels = docker.from_env(timeout=60).images.get(image).labels or {}
+    except docker.errors.DockerException:
+        return False
+    return labels.get(LAYER_LABEL) == "instance"
 
 
 def local_sandbox_factory(repos_dir: str | Path) -> SandboxFactory:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from environments.images import build as image_build
+from environments.images import use_repo_requirements
 
 from ..core.io import AppendLog, OutputLock, ResumeGuard
 from ..generation import SamplingParams, make_generator
@@ -290,6 +291,8 @@ def validate(cfg: EvalConfig) -> None:
 
 def run_eval(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     validate(cfg)
+    if cfg.repos_dir:   # swebench's specs read requirement files from these repos, not from GitHub
+        use_repo_requirements(cfg.repos_dir)
     instances = load_instances(split=cfg.split, dataset=cfg.dataset, instance_ids=cfg.instances, limit=cfg.limit)
     with OutputLock(cfg.out_dir):   # one writer per output directory (swe_srl.core.io.OutputLock)
         Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
