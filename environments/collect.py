@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from swe_srl.core.io import ResumeGuard, ResumeMismatch, versions
+from swe_srl.core.io import OutputLock, ResumeGuard, ResumeMismatch, versions
 from swe_srl.core.schema import SCHEMA_VERSION, StepRecord
 from swe_srl.core.store import LEDGER_FILE, StepStore, length_stats
 
@@ -729,44 +729,45 @@ def collect_swe(paths: list[str], out_dir: str | Path, opts: CollectOptions | No
         raise CollectError(f"--trajectories: {e}") from None
     smap = load_sandbox_map(opts.sandbox_map)
     _Filters.of(opts)                 # a bad --ids-file / --exclude-eval is a usage error before anything is read
-    finish_pending_swap(out_dir)      # a split swap cut short by a crash (environments.splits)
-    _check_resume_options(out_dir, opts, resume)
-    discovered = {"input_files": len(files), "ignored_files": ignored,
-                  "superseded_llm_completions": sum(len(f.superseded) for f in files)}
-    inputs = [str(p) if str(p).startswith(HUB_PREFIX) else str(Path(p).resolve()) for p in paths]
-    use_replay = replay if opts.replay != "none" else None
-    with StepStore(out_dir, resume=resume) as store:
-        store.write_manifest(build_manifest(out_dir, inputs=inputs, opts=opts, discovered=discovered,
-                                            started=started, run_stats={"status": "running"}) | {"_plot": None})
-        todo = [str(f.path) for f in files if not store.is_done(str(f.path))]
-        run = _CollectRun(store, opts, replay=use_replay, sandbox_map=smap, tokenizer=tokenizer, on_unit=on_unit)
-        run.counts["files_already_done"] = len(files) - len(todo)
-        # with a replay, steps are built after it (from the regenerated observations), not in the file workers
-        results = _file_results(todo, opts, frozenset(store.ledger), use_replay is None, tokenizer)
-        try:
-            with _progress(progress, len(todo)) as (advance, _):
-                for file_results in results:
-                    run.handle(file_results)
-                    advance()
-                    if run.stopped:
-                        break
-                run.drain(0)
-        except DatasetUnavailable as e:
-            raise CollectError(str(e)) from None
-        finally:
-            results.close()
-            run.close()
-        stats: dict[str, Any] = dict(run.counts)
-        stats["seconds"] = round(time.time() - started, 3)
-        stats["status"] = "complete" if not run.stopped else f"stopped at --limit {opts.limit}"
-        manifest = build_manifest(out_dir, inputs=inputs, opts=opts, discovered=discovered, started=started,
-                                  run_stats=stats)
-        plot = manifest.pop("_plot")
-        png = write_stats_png(out_dir / STATS_PNG, plot)
-        manifest["stats_png"] = png.name if png else None
-        store.write_manifest(manifest)
-    apply_swe_splits(out_dir, split, manifest)  # meta["split"] by instance (environments.splits); test ids dropped
-    return manifest
+    with OutputLock(out_dir):         # one writer per --out: a second one fails at once (OutputLocked)
+        finish_pending_swap(out_dir)      # a split swap cut short by a crash (environments.splits)
+        _check_resume_options(out_dir, opts, resume)
+        discovered = {"input_files": len(files), "ignored_files": ignored,
+                      "superseded_llm_completions": sum(len(f.superseded) for f in files)}
+        inputs = [str(p) if str(p).startswith(HUB_PREFIX) else str(Path(p).resolve()) for p in paths]
+        use_replay = replay if opts.replay != "none" else None
+        with StepStore(out_dir, resume=resume) as store:
+            store.write_manifest(build_manifest(out_dir, inputs=inputs, opts=opts, discovered=discovered,
+                                                started=started, run_stats={"status": "running"}) | {"_plot": None})
+            todo = [str(f.path) for f in files if not store.is_done(str(f.path))]
+            run = _CollectRun(store, opts, replay=use_replay, sandbox_map=smap, tokenizer=tokenizer, on_unit=on_unit)
+            run.counts["files_already_done"] = len(files) - len(todo)
+            # with a replay, steps are built after it (from the regenerated observations), not in the file workers
+            results = _file_results(todo, opts, frozenset(store.ledger), use_replay is None, tokenizer)
+            try:
+                with _progress(progress, len(todo)) as (advance, _):
+                    for file_results in results:
+                        run.handle(file_results)
+                        advance()
+                        if run.stopped:
+                            break
+                    run.drain(0)
+            except DatasetUnavailable as e:
+                raise CollectError(str(e)) from None
+            finally:
+                results.close()
+                run.close()
+            stats: dict[str, Any] = dict(run.counts)
+            stats["seconds"] = round(time.time() - started, 3)
+            stats["status"] = "complete" if not run.stopped else f"stopped at --limit {opts.limit}"
+            manifest = build_manifest(out_dir, inputs=inputs, opts=opts, discovered=discovered, started=started,
+                                      run_stats=stats)
+            plot = manifest.pop("_plot")
+            png = write_stats_png(out_dir / STATS_PNG, plot)
+            manifest["stats_png"] = png.name if png else None
+            store.write_manifest(manifest)
+        apply_swe_splits(out_dir, split, manifest)  # meta["split"] by instance (environments.splits); test ids dropped
+        return manifest
 
 
 class _progress:

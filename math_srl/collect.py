@@ -6,8 +6,12 @@ step's title line (e.g. ``2. **Coprime Pairs**``) to the context and makes the s
 the target (paper footnote 1); steps without a title keep their full text as the target and get no hint.
 Text before the first numbered step (a preamble) is always context, never a target.
 
-One StepStore unit = one question; the held-out validation split is chosen by question (seeded) among the
-questions that yield at least one instance, and recorded in the manifest and in every record's meta["split"].
+One StepStore unit = one question; the held-out validation split (``val_size`` questions, the paper's 60) and an
+optional test split (``test_size`` questions, disjoint from it) are chosen by question (seeded) among the questions
+that yield at least one instance, and recorded in the manifest and in every record's meta["split"] ("train" | "val" |
+"test"); the trainer reads only "train". The first record of each question also carries the whole expert solution
+(meta["solution"], for the outline SFT baseline and the holistic ablation) and, when the input has one (s1K-1.1's
+``deepseek_thinking_trajectory``), the R1 reasoning trace (meta["reasoning_trace"], for the reasoning SFT baseline).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any, Iterable
 
 from swe_srl.core import SCHEMA_VERSION, StepRecord, StepStore, iter_steps, length_stats
 from swe_srl.core.generation import Generator
-from swe_srl.core.io import ResumeGuard, file_sha256
+from swe_srl.core.io import OutputLock, ResumeGuard, file_sha256
 
 from .decompose import MAX_CHARS, MIN_CHARS, Decomposition, decompose, rewrite_solutions
 from .prompts import MATH_SRL_SYSTEM_PROMPT, step_user_message
@@ -33,6 +37,8 @@ SOLUTION_FIELDS = ("deepseek_attempt", "solution", "reference_solution", "respon
                    "gemini_attempt", "answer")
 ID_FIELDS = ("id", "unique_id", "idx", "problem_id", "uid")
 ANSWER_FIELDS = ("answer", "final_answer", "gold", "target")
+# the paper's "SFT (R1 reasoning)" trains on DeepSeek-R1's thinking trace (s1K-1.1)
+REASONING_FIELDS = ("deepseek_thinking_trajectory",)
 
 
 # -- input ---------------------------------------------------------------------------------------------------
@@ -133,7 +139,7 @@ def build_records(instance_id: str, question: str, dec: Decomposition, *, title_
 def collect_math(input_path, out_dir, *, solution_field=None, question_field=None, title_hint=False,
                  include_first_step=False, val_size=60, seed=0, resume=True, limit=None,
                  structured_only=False, min_chars=MIN_CHARS, max_chars=MAX_CHARS,
-                 rewrite_generator: Generator | None = None, rewrite="none", prefix="") -> dict:
+                 rewrite_generator: Generator | None = None, rewrite="none", prefix="", test_size=0) -> dict:
     """Build math SRL step data; returns the manifest written to out_dir/manifest.json.
 
     structured_only: drop solutions without a numbered/step structure (the paper drops non-conforming items)
@@ -153,79 +159,93 @@ def collect_math(input_path, out_dir, *, solution_field=None, question_field=Non
                    include_first_step=bool(include_first_step), val_size=int(val_size), seed=int(seed),
                    limit=limit, structured_only=bool(structured_only), min_chars=min_chars, max_chars=max_chars,
                    rewrite=rewrite, prefix=prefix)
-    out = Path(out_dir)
-    guard = ResumeGuard(out, "options.json", what="out_dir (or resume=False)")
-    if not resume:
-        guard.path.unlink(missing_ok=True)
-    guard.check({**options, "input": str(input_path)})   # ResumeMismatch (a ValueError) on other inputs/options
+    if test_size:
+        options["test_size"] = int(test_size)   # only when asked: older out_dirs resume unchanged
+    with OutputLock(out_dir):   # one writer per output directory (swe_srl.core.io.OutputLock)
+        out = Path(out_dir)
+        guard = ResumeGuard(out, "options.json", what="out_dir (or resume=False)")
+        if not resume:
+            guard.path.unlink(missing_ok=True)
+        guard.check({**options, "input": str(input_path)})   # ResumeMismatch (a ValueError) on other inputs/options
 
-    # 1. decompose everything (pure text processing; cheap), so the split can be drawn among usable questions
-    plan: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    to_rewrite: list[int] = []
-    for i, row in enumerate(rows):
-        iid = prefix + _row_id(row, i)
-        q, s = row.get(qf), row.get(sf)
-        item: dict[str, Any] = {"unit": iid, "row": i}
-        if iid in seen:
-            item["skip"] = "duplicate_id"
-        elif not isinstance(q, str) or not q.strip():
-            item["skip"] = "missing_question"
-        elif not isinstance(s, str) or not s.strip():
-            item["skip"] = "missing_solution"
-        elif is_answer_only(s):
-            item["skip"] = "answer_only"
-        else:
-            item.update(question=q, solution=s, answer=_row_answer(row, s, sf))
-            dec = decompose(s, min_chars=min_chars, max_chars=max_chars)
-            item["dec"] = dec
-            if rewrite == "all" or (rewrite == "unstructured" and dec.style == "fallback"):
-                to_rewrite.append(len(plan))
-        seen.add(iid)
-        plan.append(item)
-    if to_rewrite:
-        done = _done_units(out) if resume else set()
-        pending = [j for j in to_rewrite if plan[j]["unit"] not in done]
-        texts = rewrite_solutions(rewrite_generator, [(plan[j]["question"], plan[j]["solution"]) for j in pending])
-        for j, t in zip(pending, texts):
-            if t is None:
-                plan[j]["skip"] = "rewrite_failed"
+        # 1. decompose everything (pure text processing; cheap), so the split can be drawn among usable questions
+        plan: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        to_rewrite: list[int] = []
+        for i, row in enumerate(rows):
+            iid = prefix + _row_id(row, i)
+            q, s = row.get(qf), row.get(sf)
+            item: dict[str, Any] = {"unit": iid, "row": i}
+            if iid in seen:
+                item["skip"] = "duplicate_id"
+            elif not isinstance(q, str) or not q.strip():
+                item["skip"] = "missing_question"
+            elif not isinstance(s, str) or not s.strip():
+                item["skip"] = "missing_solution"
+            elif is_answer_only(s):
+                item["skip"] = "answer_only"
             else:
-                plan[j]["dec"] = decompose(t, min_chars=min_chars, max_chars=max_chars)
-                plan[j]["rewritten"] = True
-    need = 1 if include_first_step else 2
-    for item in plan:
-        if "skip" in item:
-            continue
-        dec = item["dec"]
-        if structured_only and dec.style == "fallback":
-            item["skip"] = "unstructured"
-        elif len(dec.steps) < need:
-            item["skip"] = "too_few_steps"
-    usable = [it["unit"] for it in plan if "skip" not in it]
-    n_val = max(0, min(int(val_size), len(usable) // 2))
-    val = set(random.Random(seed).sample(usable, n_val)) if n_val else set()
-
-    # 2. write, one unit per question
-    with StepStore(out, resume=resume) as store:
-        manifest = _manifest(input_path, options, store, plan, val, status="in_progress")
-        store.write_manifest(manifest)
+                item.update(question=q, solution=s, answer=_row_answer(row, s, sf))
+                trace = next((row[f] for f in REASONING_FIELDS if isinstance(row.get(f), str) and row[f].strip()), None)
+                if trace is not None:
+                    item["trace"] = trace
+                dec = decompose(s, min_chars=min_chars, max_chars=max_chars)
+                item["dec"] = dec
+                if rewrite == "all" or (rewrite == "unstructured" and dec.style == "fallback"):
+                    to_rewrite.append(len(plan))
+            seen.add(iid)
+            plan.append(item)
+        if to_rewrite:
+            done = _done_units(out) if resume else set()
+            pending = [j for j in to_rewrite if plan[j]["unit"] not in done]
+            texts = rewrite_solutions(rewrite_generator, [(plan[j]["question"], plan[j]["solution"]) for j in pending])
+            for j, t in zip(pending, texts):
+                if t is None:
+                    plan[j]["skip"] = "rewrite_failed"
+                else:
+                    plan[j]["dec"] = decompose(t, min_chars=min_chars, max_chars=max_chars)
+                    plan[j]["rewritten"] = True
+                    plan[j]["solution"] = t
+        need = 1 if include_first_step else 2
         for item in plan:
-            unit = item["unit"]
-            if store.is_done(unit):
-                continue
             if "skip" in item:
-                store.skip(unit, item["skip"], row=item["row"])
                 continue
-            split = "val" if unit in val else "train"
-            meta = {"source": input_path.name, "row": item["row"], "split": split, "answer": item["answer"],
-                    "rewritten": bool(item.get("rewritten"))}
-            recs = build_records(unit, item["question"], item["dec"], title_hint=title_hint,
-                                 include_first_step=include_first_step, meta=meta)
-            store.commit(unit, recs, style=item["dec"].style, split=split, n_solution_steps=len(item["dec"].steps))
-        manifest = _manifest(input_path, options, store, plan, val, status="complete")
-        store.write_manifest(manifest)
-    return manifest
+            dec = item["dec"]
+            if structured_only and dec.style == "fallback":
+                item["skip"] = "unstructured"
+            elif len(dec.steps) < need:
+                item["skip"] = "too_few_steps"
+        usable = [it["unit"] for it in plan if "skip" not in it]
+        n_val = max(0, min(int(val_size), len(usable) // 2))
+        val = set(random.Random(seed).sample(usable, n_val)) if n_val else set()
+        rest = [u for u in usable if u not in val]
+        n_test = max(0, min(int(test_size), len(rest) // 2))
+        test = set(random.Random(seed + 1).sample(rest, n_test)) if n_test else set()
+
+        # 2. write, one unit per question
+        with StepStore(out, resume=resume) as store:
+            manifest = _manifest(input_path, options, store, plan, val, status="in_progress", test=test)
+            store.write_manifest(manifest)
+            for item in plan:
+                unit = item["unit"]
+                if store.is_done(unit):
+                    continue
+                if "skip" in item:
+                    store.skip(unit, item["skip"], row=item["row"])
+                    continue
+                split = "val" if unit in val else ("test" if unit in test else "train")
+                meta = {"source": input_path.name, "row": item["row"], "split": split, "answer": item["answer"],
+                        "rewritten": bool(item.get("rewritten"))}
+                recs = build_records(unit, item["question"], item["dec"], title_hint=title_hint,
+                                     include_first_step=include_first_step, meta=meta)
+                if recs:
+                    recs[0].meta["solution"] = item["solution"].strip()
+                    if "trace" in item:
+                        recs[0].meta["reasoning_trace"] = item["trace"].strip()
+                store.commit(unit, recs, style=item["dec"].style, split=split, n_solution_steps=len(item["dec"].steps))
+            manifest = _manifest(input_path, options, store, plan, val, status="complete", test=test)
+            store.write_manifest(manifest)
+        return manifest
 
 
 def _done_units(out: Path) -> set[str]:
@@ -242,7 +262,7 @@ def _done_units(out: Path) -> set[str]:
 
 
 def _manifest(input_path: Path, options: dict[str, Any], store: StepStore, plan: list[dict[str, Any]],
-              val: set[str], *, status: str) -> dict[str, Any]:
+              val: set[str], *, status: str, test: set[str] = frozenset()) -> dict[str, Any]:
     ledger = store.ledger
     ok = [e for e in ledger.values() if e.get("status") == "ok"]
     skipped = [e for e in ledger.values() if e.get("status") == "skipped"]
@@ -272,6 +292,8 @@ def _manifest(input_path: Path, options: dict[str, Any], store: StepStore, plan:
             "val_steps": split_steps.get("val", 0),
             "train_questions": sum(1 for e in ok if e.get("split") == "train"),
             "val_questions": sum(1 for e in ok if e.get("split") == "val"),
+            "test_steps": split_steps.get("test", 0),
+            "test_questions": sum(1 for e in ok if e.get("split") == "test"),
         },
         "skipped": dict(sorted(reasons.items())),
         "skipped_examples": [{"unit": e["unit"], "reason": e["reason"]} for e in skipped[:20]],
@@ -279,6 +301,7 @@ def _manifest(input_path: Path, options: dict[str, Any], store: StepStore, plan:
         "solution_steps": length_stats(e.get("n_solution_steps", 0) for e in ok),
         "target_chars": length_stats(targets),
         "prompt_chars": length_stats(prompts),
-        "split": {"val_size_requested": options["val_size"], "val_questions": sorted(val), "seed": options["seed"]},
+        "split": {"val_size_requested": options["val_size"], "val_questions": sorted(val), "seed": options["seed"],
+                  "test_size_requested": options.get("test_size", 0), "test_questions": sorted(test)},
         "files": {"steps": "steps.jsonl", "ledger": "ledger.jsonl"},
     }

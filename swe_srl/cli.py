@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import __version__
-from .commands import collect, evaluate, inspect_cmd, quickstart, train
+from .commands import collect, evaluate, images, inspect_cmd, quickstart, report, train
 
 app = typer.Typer(
     name="swe-srl",
@@ -15,7 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (collect, train, evaluate, inspect_cmd, quickstart):
+for module in (collect, train, evaluate, inspect_cmd, quickstart, images, report):
     module.register(app)
 
 

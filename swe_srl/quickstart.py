@@ -26,6 +26,7 @@ from typing import Any, Callable
 from environments.collect import CollectOptions, collect_swe
 
 from .core import read_steps, score_batch, write_json_atomic, write_steps
+from .core.io import OutputLock
 from .generation import SamplingParams, TransformersGenerator
 from .sample_tasks import (base_commit, build_instance_image, eval_instances, load_swe_tasks, materialize_repo,
                            trajectory_path)
@@ -235,16 +236,17 @@ class Quickstart:
         return write_report(self.out, self.state, self.backend())
 
     def run(self) -> Path:
-        t0 = time.time()
-        self.stage("collect", self.collect)
-        self.stage("warmup", self.warmup)
-        self.stage("srl", self.srl)
-        self.stage("step_reward_eval", self.step_reward_eval)
-        self.stage("oracle_eval", self.oracle_eval)
-        self.state["wall_seconds_this_run"] = round(time.time() - t0, 1)
-        self._save()
-        self.report()
-        return self.out / "report.md"
+        with OutputLock(self.out):   # one quickstart per --out (swe_srl.core.io.OutputLock)
+            t0 = time.time()
+            self.stage("collect", self.collect)
+            self.stage("warmup", self.warmup)
+            self.stage("srl", self.srl)
+            self.stage("step_reward_eval", self.step_reward_eval)
+            self.stage("oracle_eval", self.oracle_eval)
+            self.state["wall_seconds_this_run"] = round(time.time() - t0, 1)
+            self._save()
+            self.report()
+            return self.out / "report.md"
 
 
 def _release_memory() -> None:

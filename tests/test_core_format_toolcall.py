@@ -1,5 +1,7 @@
 import json
 
+import re
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -69,3 +71,33 @@ def test_parse_tool_calls_multiple():
 def test_parse_completion_parts():
     p = parse_completion("  <think> plan </think>\n<solution>ans</solution>")
     assert p.ok and p.action == "ans" and p.monologue == "plan"
+
+
+TAG_STRINGS = ["</parameter>", "<parameter=command>", "</function>", "<function=bash>", "</parameter >",
+               "<parameter=path>x</parameter>", "<function=str_replace_editor></function>"]
+
+
+@pytest.mark.parametrize("tag", TAG_STRINGS)
+@pytest.mark.parametrize("key", ["command", "file_text", "new_str"])
+def test_values_containing_tag_strings_round_trip(tag, key):
+    """Issue #11: a value holding `</parameter>` (or any other tag string) was cut at the first closing tag."""
+    for value in (f"a {tag} b", f"{tag}tail", f"head{tag}", f"cat <<EOF\n{tag}\nEOF", tag * 2):
+        if re.search(r"</parameter\s*>\s*(<parameter\s*=|</function)", value):
+            continue      # the one layout a value cannot hold (module doc): tag*2 of "<parameter=path>x</parameter>"
+        name = "bash" if key == "command" else "str_replace_editor"
+        call = ToolCall.make(name, {key: value, **({"path": "/t/f.py"} if name != "bash" else {})})
+        text = call.to_text()
+        assert parse_single_tool_call(text) == call, (key, value)
+        assert parse_tool_calls(text + "\n" + text) == [call, call]
+        assert canonicalize_action("  " + text + "\n") == text
+
+
+def test_tag_strings_do_not_hide_format_errors():
+    v = "<function=bash><parameter=command>echo '</parameter>'</parameter></function>"
+    assert parse_single_tool_call(v).arguments["command"] == "echo '</parameter>'"
+    with pytest.raises(ToolCallError, match="malformed_tool_call"):
+        parse_single_tool_call("<function=bash><parameter=command>echo </parameter> tail")
+    with pytest.raises(ToolCallError, match="multiple_tool_calls"):
+        parse_single_tool_call(v + v)
+    with pytest.raises(ToolCallError, match="text_outside_tool_call"):
+        parse_single_tool_call("run: " + v)

@@ -161,3 +161,93 @@ def test_cli_resume_with_nothing_left_loads_no_model(bench_dir, tmp_path):
                                    "--backend", "transformers", "--batch-size", "1", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert json.loads((out / "report.json").read_text())["benchmarks"] == r["benchmarks"]
+
+
+# ---- issue #11: AIME25, the HF hub by the paper's names, grading an existing predictions file --------------------
+
+AIME25 = [{"problem": "Find $7 \\cdot 6$.", "answer": "42", "id": "I-1"},
+          {"problem": "Find $10 + 13$.", "answer": "23", "id": "I-2"}]
+
+
+def _aime25_dir(tmp_path):
+    d = tmp_path / "paper" / "aime25"
+    d.mkdir(parents=True)
+    (d / "test.jsonl").write_text("".join(json.dumps(p) + "\n" for p in AIME25))
+    return tmp_path / "paper"
+
+
+def test_aime25_by_name_and_by_path(tmp_path):
+    root = _aime25_dir(tmp_path)
+    name, items = load_benchmark("aime25", root)
+    assert name == "aime25" and [it["answer"] for it in items] == ["42", "23"] and items[1]["idx"] == 1
+    assert load_benchmark(str(root / "aime25" / "test.jsonl"))[0] == "aime25"
+
+
+def test_hub_is_used_by_the_paper_names_when_reachable_and_skipped_when_not(tmp_path, monkeypatch, capsys):
+    import datasets
+
+    from math_srl import evaluate as ev
+
+    asked = []
+
+    def fake_load(repo, *a, **k):   # the hub itself (no network here); our code picks the split and the year
+        asked.append(repo)
+        rows = [{"problem": "p2022", "answer": 1, "url": "https://aops/2022_AMC_12A/Problem_1"},
+                {"problem": "p2023", "answer": 27, "url": "https://aops/2023_AMC_12A/Problem_2"}]
+        return {"train": datasets.Dataset.from_list(rows)}
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr(ev, "hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    name, items = load_benchmark("amc23")
+    assert asked == ["AI-MO/aimo-validation-amc"] and [it["problem"] for it in items] == ["p2023"]
+    assert ev.HUB_DATASETS["aime25"][0] == "math-ai/aime25" and ev.HUB_DATASETS["aime24"][0] == "AI-MO/aimo-validation-aime"
+    # an explicit --data-dir wins over the hub; an unreachable hub falls back to the local copy with one line
+    root = _aime25_dir(tmp_path)
+    assert load_benchmark("aime25", root)[1][0]["answer"] == "42" and asked == ["AI-MO/aimo-validation-amc"]
+    monkeypatch.setattr(ev, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setenv("SWE_SRL_MATH_DATA", str(root))
+    assert load_benchmark("aime25")[1][1]["answer"] == "23" and len(asked) == 1
+    with pytest.raises(FileNotFoundError, match="hub"):
+        load_benchmark("aime25", source="hub")
+
+    def broken(repo, *a, **k):
+        raise ConnectionError("connection reset")
+
+    monkeypatch.setattr(datasets, "load_dataset", broken)
+    monkeypatch.setattr(ev, "hub_reachable", lambda timeout=3.0: True)
+    assert load_benchmark("aime25")[1][0]["answer"] == "42"
+    assert "using the local copy" in capsys.readouterr().err
+
+
+def test_predictions_file_is_graded_without_a_model(bench_dir, tmp_path):
+    """--predictions: benchmark + index (0-based row) + completion, extra fields ignored; an eval's own samples.jsonl
+    regrades to the same report."""
+    from typer.testing import CliRunner
+
+    from swe_srl.cli import app
+
+    out = tmp_path / "e"
+    r = evaluate_math(Scripted(), ["toy"], data_dir=bench_dir, out_dir=out, k=4, batch_size=1)
+    res = CliRunner().invoke(app, ["eval", "--task", "math", "--predictions", str(out / "samples.jsonl"),
+                                   "--data-dir", str(bench_dir), "--out", str(tmp_path / "g")])
+    assert res.exit_code == 0, res.output
+    g = json.loads((tmp_path / "g" / "report.json").read_text())
+    assert g["benchmarks"]["toy"]["greedy"] == r["benchmarks"]["toy"]["greedy"]
+    assert g["benchmarks"]["toy"]["avg@4"] == r["benchmarks"]["toy"]["avg@4"]
+    other = tmp_path / "other.jsonl"
+    other.write_text("\n".join(json.dumps(x) for x in [
+        {"benchmark": "toy", "index": 0, "completion": "\\boxed{2}", "model": "x"},
+        {"benchmark": "toy", "index": 0, "completion": "\\boxed{3}"},
+        {"benchmark": "toy", "index": 2, "completion": "so \\boxed{6}"},
+        {"benchmark": "toy", "index": 2, "completion": "so \\boxed{6}"}]) + "\n")
+    from math_srl.evaluate import grade_predictions
+
+    rep = grade_predictions(other, data_dir=bench_dir, out_dir=tmp_path / "h")
+    assert rep["benchmarks"]["toy"]["avg@2"] == 75.0 and rep["benchmarks"]["toy"]["missing"] == {"avg@2": 1}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"benchmark": "toy", "index": 9, "completion": "x"}) + "\n")
+    res = CliRunner().invoke(app, ["eval", "--task", "math", "--predictions", str(bad), "--data-dir", str(bench_dir),
+                                   "--out", str(tmp_path / "b")])
+    assert res.exit_code == 2 and "index 9" in res.output

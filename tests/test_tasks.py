@@ -59,8 +59,15 @@ def test_math_srl_and_sft_rows():
     full = task.rows("sft", MATH, RowOptions(sft_target="full"))
     first = [r for r in records if r.instance_id == records[0].instance_id]
     assert len(full) == len({r.instance_id for r in records})
-    assert full[0]["prompt"] == first[0].prompt
-    assert full[0]["completion"][0]["content"] == "\n\n".join(r.target for r in first)
+    # issue #11: the outline baseline is problem -> whole expert solution (not the step-2 prompt with step 1 given)
+    from math_srl.task import problem_of
+
+    assert full[0]["prompt"] == [{"role": "user", "content": problem_of(first[0])}]
+    whole = full[0]["completion"][0]["content"]
+    last_user = first[-1].prompt[-1]["content"]
+    assert whole == (last_user.split(PARTIAL_SOLUTION_HEADER, 1)[1].strip() + "\n\n" + first[-1].target)
+    assert first[0].step_index == 0 and whole.startswith(first[0].target)
+    assert all(r.target in whole for r in first) and PARTIAL_SOLUTION_HEADER not in whole
     assert len(task.rows("srl", MATH, RowOptions(max_samples=3))) == 3
 
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..models import resolve_model
+from ..core.io import OutputLocked
 from ._common import fail
 
 
@@ -162,7 +163,7 @@ def register(app: typer.Typer) -> None:
                                         include_first_step=include_first_step, val_size=60 if val_size is None else val_size, seed=seed,
                                         resume=not no_resume, limit=limit, structured_only=structured_only,
                                         rewrite=rewrite, rewrite_generator=gen)
-            except (ValueError, OSError) as e:
+            except (ValueError, OSError, OutputLocked) as e:
                 fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
             print_manifest_summary(manifest, out)
             return

@@ -61,12 +61,13 @@ def register(app: typer.Typer) -> None:
             env = dict(os.environ, SWE_SRL_RESUME="1" if resume else "0")
             raise typer.Exit(subprocess.call(cmd, env=env))
         typer.echo(f"[swe-srl] method={s.method} rollout={rollout_resolved} output_dir={out}", err=True)
+        from ..core.io import OutputLocked
         from ..core.task import TaskError
         from ..train.runner import run
 
         try:
             run(s, resume=resume)
-        except (FileNotFoundError, TaskError) as e:
+        except (FileNotFoundError, TaskError, OutputLocked) as e:
             fail(str(e))
         typer.echo(f"[swe-srl] done: metrics {out / 'metrics.jsonl'}, plots {out / 'plots'}, final model "
                    f"{out / 'final'}", err=True)

@@ -9,6 +9,10 @@ The trainer and the evaluators never name a task. They receive a ``Task`` (a sma
 
 A request a task cannot serve (rlvr on SWE data, a file of another task) raises ``TaskError`` with one line.
 
+Splits: every step record carries ``meta["split"]`` ("train" | "val" | "test"; a record without one is "train", the
+layout of files written before splits existed). ``RowOptions.split`` picks the rows: the trainer asks for "train"
+(and refuses a file without train rows), the validation callback for "val"; "test" rows never reach either.
+
 Implementations live in the middle layer (``math_srl.task.MathTask``, ``environments.task.SWETask``); the top layer
 (``swe_srl.tasks``) maps a data file or a task name to one of them. The pieces both tasks share — SRL rows and
 step-SFT rows from step records — are here, so neither task copies them.
@@ -25,6 +29,13 @@ from .reward import FORMAT_PENALTY
 from .schema import StepRecord, read_steps
 
 METHODS = ("srl", "sft", "rlvr")
+SPLITS = ("train", "val", "test")
+SPLIT_ALIASES = {"validation": "val", "valid": "val", "dev": "val", "heldout": "val"}
+
+# SFT targets (paper §5.1 baselines): steps = step SFT (prompt -> <think>MONOLOGUE</think> + expert step);
+# outline = problem -> whole expert solution ("SFT (R1 outline)"); reasoning = problem -> thinking trace + solution
+# ("SFT (R1 reasoning)"). "step" and "full" are the earlier names of steps and outline.
+SFT_TARGETS = {"steps": "steps", "step": "steps", "outline": "outline", "full": "outline", "reasoning": "reasoning"}
 
 # TRL's reward function signature
 RewardFunc = Callable[..., list[float]]
@@ -40,7 +51,9 @@ class RowOptions:
 
     render: Callable[[list[dict[str, str]], str], str] | None = None  # (messages, prefill) -> text; tokenizer's
     prefill_think: bool = False          # SRL: render the prompt as text and end it with "<think>"
-    sft_target: str = "step"             # SFT: "step" (prompt -> <think>..</think> + action) | "full" (whole solution)
+    sft_target: str = "step"             # SFT: steps (alias step) | outline (alias full) | reasoning; see SFT_TARGETS
+    srl_granularity: str = "step"        # SRL: "step" (one row per step) | "holistic" (one row per problem, ablation)
+    split: str | None = "train"          # which split's records ("train" | "val" | "test"); None = every record
     sft_think: str = "brief"             # SFT: monologue used when a record carries none
     max_samples: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -94,14 +107,49 @@ def is_step_file(path: str | Path) -> bool:
     return False
 
 
-def task_records(path: str | Path, task: str, max_samples: int | None = None) -> list[StepRecord]:
-    """The step records of ``path`` (the first ``max_samples``), refusing records of another task."""
+def split_of(value: Any) -> str:
+    """The canonical split of a ``meta["split"]`` / row ``split`` value (missing -> "train")."""
+    if value in (None, ""):
+        return "train"
+    v = SPLIT_ALIASES.get(str(value).strip().lower(), str(value).strip().lower())
+    if v not in SPLITS:
+        raise TaskError(f"split {value!r}: expected one of {'|'.join(SPLITS)}")
+    return v
+
+
+def record_split(record: StepRecord) -> str:
+    return split_of(record.meta.get("split"))
+
+
+def sft_target_kind(name: str) -> str:
+    try:
+        return SFT_TARGETS[name]
+    except KeyError:
+        raise TaskError(f"sft_target {name!r}: expected one of {'|'.join(SFT_TARGETS)}") from None
+
+
+def no_split_rows(path: str | Path, split: str, counts: dict[str, int]) -> TaskError:
+    have = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()) if v) or "none"
+    return TaskError(f"data: {path}: no {split} rows (rows per split: {have}); training uses the train split only")
+
+
+def task_records(path: str | Path, task: str, max_samples: int | None = None,
+                 split: str | None = None) -> list[StepRecord]:
+    """The step records of ``path`` in ``split`` (None: all; the first ``max_samples`` of them), refusing records
+    of another task; a split with no records is a ``TaskError``."""
     if not is_step_file(path):
         raise TaskError(f"data: {path}: not a step file (steps.jsonl records with schema_version and target)")
     records = read_steps(path)
     other = sorted({r.task for r in records if r.task != task})
     if other:
         raise TaskError(f"data: {path}: holds {'/'.join(other)} step records, not {task}")
+    if split is not None:
+        counts: dict[str, int] = {}
+        for r in records:
+            counts[record_split(r)] = counts.get(record_split(r), 0) + 1
+        records = [r for r in records if record_split(r) == split]
+        if not records:
+            raise no_split_rows(path, split, counts)
     return records[:max_samples] if max_samples else records
 
 
@@ -130,6 +178,15 @@ def srl_rows(records: list[StepRecord], options: RowOptions) -> list[dict[str, A
             prompt = options.render(r.prompt, "<think>")
         rows.append({"prompt": prompt, "target": r.target, "tool": r.tool or r.task, "step_id": r.id})
     return rows
+
+
+def render_prompt_row(messages: list[dict[str, str]], options: RowOptions) -> Any:
+    """A prompt as a row carries it: the messages, or the rendered text + "<think>" with prefill_think."""
+    if not options.prefill_think:
+        return messages
+    if options.render is None:
+        raise TaskError("prefill_think: needs the tokenizer to render the prompt")
+    return options.render(messages, "<think>")
 
 
 def sft_step_rows(records: list[StepRecord], options: RowOptions) -> list[dict[str, Any]]:

@@ -15,6 +15,12 @@ Rules (applied identically to expert actions and to model outputs before scoring
   newline (the XML layout newline), every other character is kept since whitespace is meaningful there;
 - non-string JSON values: lists/dicts are dumped as compact JSON with ", " separators, numbers/bools as text;
 - parameters whose value is null/None are dropped.
+
+Parsing: a parameter's value runs to the first ``</parameter>`` that is followed (after optional whitespace) by the
+next ``<parameter=…>`` or by the call's ``</function>``; so a value may itself contain ``</parameter>``,
+``<parameter=…>``, ``<function=…>`` or ``</function>`` (a shell heredoc, a file about tool calls) and round-trips.
+The one text a value cannot contain is ``</parameter>`` immediately followed by ``<parameter=…>`` or ``</function>``
+(there the call's own layout is the only reading; the XML form has no escaping).
 """
 
 from __future__ import annotations
@@ -50,9 +56,41 @@ PARAM_ORDER: dict[str, tuple[str, ...]] = {
 
 TEXT_BLOCK_PARAMS = frozenset({"file_text", "old_str", "new_str", "content", "message", "thought", "replacement_text"})
 
-_FUNC_RE = re.compile(r"<function\s*=\s*([^>\s]+)\s*>(.*?)</function\s*>", re.DOTALL)
 _FUNC_OPEN_RE = re.compile(r"<function\s*=", re.DOTALL)
-_PARAM_RE = re.compile(r"<parameter\s*=\s*([^>\s]+)\s*>(.*?)</parameter\s*>", re.DOTALL)
+_FUNC_TAG_RE = re.compile(r"<function\s*=\s*([^>\s]+)\s*>")
+_PARAM_TAG_RE = re.compile(r"\s*<parameter\s*=\s*([^>\s]+)\s*>")
+_FUNC_CLOSE_RE = re.compile(r"\s*</function\s*>")
+# the end of a value: a </parameter> that the call's layout continues after (next parameter or </function>)
+_PARAM_END_RE = re.compile(r"</parameter\s*>(?=\s*(?:<parameter\s*=\s*[^>\s]+\s*>|</function\s*>))")
+_NEXT_TAG_RE = re.compile(r"<parameter\s*=\s*[^>\s]+\s*>|</function\s*>")
+
+
+def _scan_call(text: str, start: int, strict: bool) -> tuple[str, list[tuple[str, str]], int] | None:
+    """The call whose ``<function=…>`` tag is at ``start``: (name, [(key, value)], end index), or None when it is
+    unterminated or (strict) holds text outside its parameters."""
+    m = _FUNC_TAG_RE.match(text, start)
+    if m is None:
+        return None
+    name, pos = m.group(1), m.end()
+    params: list[tuple[str, str]] = []
+    while True:
+        close = _FUNC_CLOSE_RE.match(text, pos)
+        if close:
+            return name, params, close.end()
+        tag = _PARAM_TAG_RE.match(text, pos)
+        if tag is None:
+            if strict:
+                return None
+            nxt = _NEXT_TAG_RE.search(text, pos)       # tolerant: skip text between parameters
+            if nxt is None:
+                return None
+            pos = nxt.start()
+            continue
+        end = _PARAM_END_RE.search(text, tag.end())
+        if end is None:
+            return None
+        params.append((tag.group(1), text[tag.end():end.start()]))
+        pos = end.end()
 
 
 class ToolCallError(ValueError):
@@ -112,35 +150,41 @@ class ToolCall:
 
 
 def parse_tool_calls(text: str) -> list[ToolCall]:
-    """All XML calls in ``text`` (tolerant of whitespace inside tags and around parameters)."""
+    """All XML calls in ``text`` (tolerant of whitespace inside tags and of text between parameters)."""
     calls = []
-    for m in _FUNC_RE.finditer(text):
-        params = {k: v for k, v in _PARAM_RE.findall(m.group(2))}
-        calls.append(ToolCall.make(m.group(1), params))
-    return calls
+    pos = 0
+    while True:
+        m = _FUNC_TAG_RE.search(text, pos)
+        if m is None:
+            return calls
+        got = _scan_call(text, m.start(), strict=False)
+        if got is None:
+            pos = m.end()
+            continue
+        name, params, pos = got
+        calls.append(ToolCall.make(name, dict(params)))
 
 
 def parse_single_tool_call(text: str) -> ToolCall:
     """Exactly one XML call and nothing but whitespace around it; raises ToolCallError with the reason."""
-    opens = len(_FUNC_OPEN_RE.findall(text))
-    matches = list(_FUNC_RE.finditer(text))
-    if opens == 0:
-        raise ToolCallError("no_tool_call")
-    if len(matches) < opens:
+    first = _FUNC_TAG_RE.search(text)
+    if first is None:
+        raise ToolCallError("malformed_tool_call" if _FUNC_OPEN_RE.search(text) else "no_tool_call")
+    got = _scan_call(text, first.start(), strict=True)
+    if got is None:
         raise ToolCallError("malformed_tool_call")
-    if len(matches) > 1:
-        raise ToolCallError("multiple_tool_calls")
-    m = matches[0]
-    if text[: m.start()].strip() or text[m.end():].strip():
+    name, params, end = got
+    rest = text[end:]
+    nxt = _FUNC_TAG_RE.search(rest)
+    if nxt is not None:
+        raise ToolCallError("multiple_tool_calls" if _scan_call(rest, nxt.start(), strict=False) else
+                            "malformed_tool_call")
+    if text[:first.start()].strip() or rest.strip():
         raise ToolCallError("text_outside_tool_call")
-    body = m.group(2)
-    params = _PARAM_RE.findall(body)
-    if _PARAM_RE.sub("", body).strip():
-        raise ToolCallError("malformed_tool_call")
     keys = [k for k, _ in params]
     if len(set(keys)) != len(keys):
         raise ToolCallError("duplicate_parameter")
-    return ToolCall.make(m.group(1), dict(params))
+    return ToolCall.make(name, dict(params))
 
 
 def from_openai(tool_call: Mapping[str, Any]) -> ToolCall:

@@ -1,4 +1,5 @@
-"""Run outputs: metrics.jsonl (one line per logged step, an ``AppendLog``), PNG curves.
+"""Run outputs: metrics.jsonl (one line per logged step, an ``AppendLog``; validation rows with val/* keys are
+appended by ``validation.ValidationCallback`` through ``append_row``), PNG curves.
 
 On resume, lines logged after the checkpoint's step are dropped (the resumed run logs those steps again), and a
 torn last line from a crash is cut off.
@@ -21,6 +22,10 @@ PLOT_KEYS = (
     ("reward", "reward mean"), ("reward_std", "reward std"), ("srl/format_error_rate", "format-error rate"),
     ("ds/kept_fraction", "kept fraction"), ("ds/rounds", "generation rounds"), ("loss", "loss"),
     ("perf/step_seconds", "step time (s)"), ("rlvr/accuracy", "answer accuracy"),
+    ("val/step_reward_greedy", "val step reward (greedy)"), ("val/step_reward_sampled", "val step reward (sampled)"),
+    ("val/format_rate_greedy", "val format rate (greedy)"),
+    ("val/similarity_wellformed_greedy", "val similarity, well-formed (greedy)"),
+    ("val/answer_accuracy", "val answer accuracy"),
 )
 
 
@@ -70,6 +75,11 @@ class MetricsCallback(TrainerCallback):
             row["perf/step_seconds"] = (now - self._t) / steps
         row.update(_memory())
         self._t, self._last_step = now, state.global_step
+        self.append_row(row)
+
+    def append_row(self, row: dict[str, Any]) -> None:
+        if self.log is None:
+            return
         self.log.append(row)
         if self.plots:
             try:
@@ -87,7 +97,7 @@ def plot_metrics(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = [(k, t) for k, t in PLOT_KEYS if any(k in r for r in rows)]
-    tool_keys = sorted({k for r in rows for k in r if k.startswith("srl/similarity/")})
+    tool_keys = sorted({k for r in rows for k in r if k.startswith(("srl/similarity/", "val/similarity/"))})
     panels = keys + [(k, k.split("/", 1)[1]) for k in tool_keys]
     if not panels:
         return []

@@ -68,7 +68,7 @@ class SRLArguments:
         default="exact", metadata=_help("difflib | cydifflib | fast | exact | indel"))
     prefill_think: bool = field(default=False, metadata=_help(
         "end every prompt with '<think>' (format warm-up without training)"))
-    sft_target: Literal["step", "full"] = field(default="step", metadata=_help(
+    sft_target: Literal["steps", "outline", "reasoning", "step", "full"] = field(default="step", metadata=_help(
         "sft only: step (prompt -> <think>..</think>+action) | full (whole solution)"))
     sft_think: str = field(default="brief", metadata=_help("sft only: monologue text used when the record has none"))
     lora: bool = field(default=False, metadata=_help("train a LoRA adapter instead of all weights"))
@@ -93,7 +93,45 @@ class SRLArguments:
                 raise ConfigError(f"config key {key!r}: must be >= 1")
 
 
-SRL_KEYS = tuple(f.name for f in dataclasses.fields(SRLArguments))
+@dataclass
+class RunArguments:
+    """swe-srl keys added with issue #11: baselines / ablations and validation during training. ``sft_target`` (in
+    SRLArguments) also takes steps | outline | reasoning (step / full are the earlier names of steps / outline)."""
+
+    srl_granularity: Literal["step", "holistic"] = field(default="step", metadata=_help(
+        "srl only: step (one row per step, the paper's SRL) | holistic (one row per problem: whole solution vs the "
+        "whole expert solution, the paper's one-step ablation)"))
+    validation: bool = field(default=True, metadata=_help(
+        "score the validation rows every eval_steps and at the end; keep output_dir/best"))
+    eval_max_rows: int = field(default=64, metadata=_help(
+        "validation rows scored per evaluation (the first N of the val split, fixed for the run)"))
+    eval_max_new_tokens: Optional[int] = field(default=None, metadata=_help(
+        "validation completion length (default: max_completion_length; sft: 256)"))
+    eval_sampled: bool = field(default=True, metadata=_help(
+        "also score one sampled completion per validation row (rollout temperature)"))
+    eval_on_start: bool = field(default=False, metadata=_help("also evaluate before the first step (step 0)"))
+    eval_batch_size: int = field(default=8, metadata=_help("validation prompts per generate() call"))
+    best_metric: str = field(default="auto", metadata=_help(
+        "validation metric that picks best/ (higher is better); auto: val/answer_accuracy for rlvr (ties: "
+        "val/step_reward_greedy), else val/step_reward_greedy"))
+
+    def __post_init__(self) -> None:
+        for key in ("eval_max_rows", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key {key!r}: must be >= 1")
+
+
+@dataclass
+class AllArguments(SRLArguments, RunArguments):
+    """Every swe-srl key (the parser's dataclass)."""
+
+    def __post_init__(self) -> None:
+        SRLArguments.__post_init__(self)
+        RunArguments.__post_init__(self)
+
+
+SRL_KEYS = tuple(f.name for f in dataclasses.fields(SRLArguments)) + tuple(
+    f.name for f in dataclasses.fields(RunArguments))
 
 # TRL keys we derive; setting them is an error
 DERIVED = {
@@ -136,7 +174,7 @@ SFT_DEFAULTS = {
 
 
 @dataclass
-class TrainSettings(SRLArguments):
+class TrainSettings(AllArguments):
     """A parsed config: the SRL keys (the inherited ``SRLArguments`` fields, as the parser typed them) and ``trl``,
     the TRL config keywords as parsed (without the derived ones; ``trl_kwargs`` adds them)."""
 
@@ -299,7 +337,7 @@ def load_settings(path: str | os.PathLike | None = None, overrides: list[str] | 
             raise ConfigError(f"config key {key!r}: unknown (neither a swe-srl key nor a TRL {trl_cls.__name__} "
                               f"field)")
 
-    srl_values = parser_for(SRLArguments).parse(srl_raw)
+    srl_values = parser_for(AllArguments).parse(srl_raw)
     trl_values = trl_parser.parse(trl_raw)
     srl = {k: srl_values[k] for k in srl_raw}          # the dataclass fills the defaults
     trl = {k: trl_values[k] for k in trl_raw}
@@ -387,6 +425,54 @@ def format_command(cmd: list[str]) -> str:
 
 
 def describe(s: TrainSettings, rollout: str) -> str:
-    """Human-readable resolved configuration (for --dry-run)."""
-    out = {"swe_srl": s.srl_values(), "rollout_resolved": rollout, "derived": s.derived, "trl": s.trl}
+    """Human-readable resolved configuration (for --dry-run), with the validation schedule."""
+    out = {"swe_srl": s.srl_values(), "rollout_resolved": rollout, "derived": s.derived, "trl": s.trl,
+           "validation": schedule(s)}
     return json.dumps(out, indent=2, default=str)
+
+
+# ---- validation schedule (swe_srl.train.validation runs it) --------------------------------------------------------
+
+VAL_METRICS = ("val/step_reward_greedy", "val/step_reward_sampled", "val/format_rate_greedy",
+               "val/similarity_wellformed_greedy", "val/similarity/<tool>_greedy", "val/answer_accuracy")
+
+
+def best_metric_name(s: AllArguments) -> str:
+    if s.best_metric != "auto":
+        return s.best_metric
+    return "val/answer_accuracy" if s.method == "rlvr" else "val/step_reward_greedy"
+
+
+def eval_every(s: TrainSettings) -> Any:
+    """The validation cadence: TRL/transformers' ``eval_steps`` (an int, or a float < 1 = a fraction of the
+    run's steps), else ``save_steps``; transformers' own evaluation loop stays off (eval_strategy "no")."""
+    every = s.trl.get("eval_steps")
+    return every if every is not None else s.trl.get("save_steps", 50)
+
+
+def eval_new_tokens(s: TrainSettings) -> int:
+    if s.eval_max_new_tokens:
+        return int(s.eval_max_new_tokens)
+    if s.method == "sft":
+        return 256
+    return int(s.trl.get("max_completion_length") or 256)
+
+
+def schedule(s: TrainSettings) -> dict[str, Any]:
+    """What validation will do (printed by --dry-run, recorded in the manifest)."""
+    if not s.validation:
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        "rows": (f"eval_data {s.eval_data}: its val rows (all rows if it has none)" if s.eval_data
+                 else f"the val split of data (meta.split == 'val')") + f", first {s.eval_max_rows}",
+        "every_steps": eval_every(s), "at_end": True, "at_start": s.eval_on_start,
+        "generations": ["greedy"] + (["sampled (T=%s, 1 per row)" % s.trl.get("temperature", 1.0)]
+                                     if s.eval_sampled else []),
+        "max_new_tokens": eval_new_tokens(s),
+        "metrics": [m for m in VAL_METRICS if s.method == "rlvr" or m != "val/answer_accuracy"],
+        "best_metric": best_metric_name(s) + (" (ties: val/step_reward_greedy)"
+                                              if best_metric_name(s) == "val/answer_accuracy" else ""),
+        "best_dir": str(Path(s.trl["output_dir"]) / "best"),
+        "log": str(Path(s.trl["output_dir"]) / "metrics.jsonl") + " (val/* rows) and validation.jsonl",
+    }

@@ -1,11 +1,14 @@
 """Build model, data, rewards and trainer from TrainSettings; run; write the run manifest.
 
 The data file names its task (``swe_srl.tasks.task_for_data``); the task supplies the training rows and the reward
-functions, so nothing here knows math or SWE.
+functions, so nothing here knows math or SWE. Only the train split is trained on; the val split is scored during
+training (``validation.ValidationCallback``) and picks ``output_dir/best``; ``final/`` is the last step.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import platform
 import subprocess
@@ -19,14 +22,16 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTTrainer
 
-from ..core.io import file_sha256, versions, write_json_atomic
-from ..core.task import Task, data_file
+from ..core.io import OutputLock, file_sha256, versions, write_json_atomic
+from ..core.task import Task, TaskError, data_file
 from ..models import resolve_model
 from ..tasks import task_for_data
 from .callbacks import MetricsCallback
-from .config import TrainSettings, load_settings, resolve_rollout, trl_config
-from .data import build_dataset, reward_options, row_options
+from .config import (TrainSettings, best_metric_name, eval_every, eval_new_tokens, load_settings, resolve_rollout,
+                     schedule, trl_config)
+from .data import build_dataset, reward_options, row_options, validation_rows
 from .grpo import SRLGRPOTrainer
+from .validation import ValidationCallback
 
 
 def git_commit() -> str:
@@ -49,6 +54,7 @@ def write_manifest(s: TrainSettings, rollout: str, extra: dict[str, Any] | None 
         "config_file": s.source, "versions": versions(), "git_commit": git_commit(),
         "data": {"path": str(dpath), "sha256": file_sha256(dpath)},
         "python": platform.python_version(), "argv": sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "validation": schedule(s),
         **(extra or {}),
     }
     path = write_json_atomic(out / "manifest.json", manifest)
@@ -105,14 +111,40 @@ def build_trainer(s: TrainSettings, *, model=None, tokenizer=None, rollout: str 
         model, tokenizer = load_model_and_tokenizer(s)
     ds = build_dataset(task, s.method, s.data, row_options(s, tokenizer))
     args = trl_config(s, rollout)
-    cbs = [MetricsCallback(args.output_dir, plots=s.plots), *(callbacks or [])]
+    metrics_cb = MetricsCallback(args.output_dir, plots=s.plots)
+    cbs = [metrics_cb, *(callbacks or [])]
+    val_cb = validation_callback(s, task, tokenizer, args.output_dir)
+    if val_cb is not None:
+        val_cb.metrics_log = metrics_cb
+        cbs.insert(0, val_cb)           # before MetricsCallback: its end-of-run row lands before the log closes
     if s.method == "sft":
-        return SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
-                          peft_config=peft_config(s), callbacks=cbs)
+        tr = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
+                        peft_config=peft_config(s), callbacks=cbs)
+        if len(tr.train_dataset) == 0:      # TRL drops rows whose completion max_length truncated away
+            raise TaskError(f"config key 'max_length': {s.trl.get('max_length')} tokens leave no completion token "
+                            f"in any of the {len(ds)} sft rows; raise it")
+        return tr
     return SRLGRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=ds,
                           processing_class=tokenizer, peft_config=peft_config(s), callbacks=cbs,
                           dynamic_sampling=s.dynamic_sampling, ds_eps=float(s.ds_eps), ds_max_rounds=s.ds_max_rounds,
                           ds_warn_kept_fraction=float(s.ds_warn_kept_fraction))
+
+
+def validation_callback(s: TrainSettings, task: Task, tokenizer, output_dir: str) -> ValidationCallback | None:
+    """The run's validation (None when off or when there are no validation rows: said once on stderr)."""
+    if not s.validation:
+        return None
+    steps, answers, source = validation_rows(task, s, tokenizer)
+    if not (steps or answers):
+        print(f"[swe-srl] validation: {source} has no val rows; no validation, no best/ (final/ only)",
+              file=sys.stderr)
+        return None
+    return ValidationCallback(task, steps, answers, output_dir, every=eval_every(s), max_new_tokens=eval_new_tokens(s),
+                              sampled=s.eval_sampled, temperature=float(s.trl.get("temperature", 1.0)),
+                              top_p=float(s.trl.get("top_p", 1.0)), batch_size=s.eval_batch_size,
+                              think_prefilled=s.prefill_think, format_penalty=s.format_penalty,
+                              backend=s.similarity_backend, best_metric=best_metric_name(s),
+                              on_start=s.eval_on_start, seed=int(s.trl.get("seed", 42)), source=source)
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
@@ -122,21 +154,40 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
 
 def run(s: TrainSettings, *, resume: bool = False, model=None, tokenizer=None):
     """Train; returns the trainer. resume=True continues from the last checkpoint in output_dir."""
-    rollout = resolve_rollout(s.rollout)
-    ckpt = None
-    if resume:
-        ckpt = last_checkpoint(s.trl["output_dir"])
-        if ckpt is None:
-            raise FileNotFoundError(f"--resume: no checkpoint-* directory in {s.trl['output_dir']}")
-    trainer = build_trainer(s, model=model, tokenizer=tokenizer, rollout=rollout)
-    if trainer.accelerator.is_main_process:
-        write_manifest(s, rollout, {"resumed_from": ckpt})
-    trainer.train(resume_from_checkpoint=ckpt)
-    final = Path(s.trl["output_dir"]) / "final"
-    trainer.save_model(str(final))
-    if trainer.accelerator.is_main_process and trainer.processing_class is not None:
-        trainer.processing_class.save_pretrained(str(final))
-    return trainer
+    main = int(os.environ.get("RANK", "0")) == 0     # one writer per output_dir: the main process holds the lock
+    with OutputLock(s.trl["output_dir"], what="output_dir") if main else contextlib.nullcontext():
+        rollout = resolve_rollout(s.rollout)
+        ckpt = None
+        if resume:
+            ckpt = last_checkpoint(s.trl["output_dir"])
+            if ckpt is None:
+                raise FileNotFoundError(f"--resume: no checkpoint-* directory in {s.trl['output_dir']}")
+        trainer = build_trainer(s, model=model, tokenizer=tokenizer, rollout=rollout)
+        if trainer.accelerator.is_main_process:
+            write_manifest(s, rollout, {"resumed_from": ckpt})
+        trainer.train(resume_from_checkpoint=ckpt)
+        final = Path(s.trl["output_dir"]) / "final"
+        trainer.save_model(str(final))
+        if trainer.accelerator.is_main_process and trainer.processing_class is not None:
+            trainer.processing_class.save_pretrained(str(final))
+        if trainer.accelerator.is_main_process:
+            record_best(Path(s.trl["output_dir"]))
+        return trainer
+
+
+def record_best(out: Path) -> dict[str, Any] | None:
+    """Copy best/best.json (the step and metric that picked best/) into the manifest."""
+    best_file = out / "best" / "best.json"
+    man_path = out / "manifest.json"
+    if not best_file.exists() or not man_path.exists():
+        return None
+    best = json.loads(best_file.read_text())
+    man = json.loads(man_path.read_text())
+    man["best"] = {"path": "best", "step": best["step"], "metric": best["metric"], "value": best["value"],
+                   "tie_break": best.get("tie_break")}
+    man["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_json_atomic(man_path, man)
+    return man["best"]
 
 
 def main_entry(resolved_yaml: str) -> None:
