@@ -95,7 +95,8 @@ class SRLArguments:
 
 @dataclass
 class RunArguments:
-    """swe-srl keys added with issue #11: baselines / ablations and validation during training. ``sft_target`` (in
+    """swe-srl keys added with issues #11 and #17: baselines / ablations, validation during training, the
+    shared-prompt GRPO path. ``sft_target`` (in
     SRLArguments) also takes steps | outline | reasoning (step / full are the earlier names of steps / outline)."""
 
     srl_granularity: Literal["step", "holistic"] = field(default="step", metadata=_help(
@@ -111,6 +112,9 @@ class RunArguments:
         "also score one sampled completion per validation row (rollout temperature)"))
     eval_on_start: bool = field(default=False, metadata=_help("also evaluate before the first step (step 0)"))
     eval_batch_size: int = field(default=8, metadata=_help("validation prompts per generate() call"))
+    shared_prompt: bool = field(default=True, metadata=_help(
+        "GRPO: compute each group's prompt once with its G completions packed behind it (exact same loss and "
+        "gradients as TRL's per-sequence path; falls back to it, with a log line, where it does not apply)"))
     best_metric: str = field(default="auto", metadata=_help(
         "validation metric that picks best/ (higher is better); auto: val/answer_accuracy for rlvr (ties: "
         "val/step_reward_greedy), else val/step_reward_greedy"))

@@ -127,7 +127,7 @@ def build_trainer(s: TrainSettings, *, model=None, tokenizer=None, rollout: str 
     return SRLGRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=ds,
                           processing_class=tokenizer, peft_config=peft_config(s), callbacks=cbs,
                           dynamic_sampling=s.dynamic_sampling, ds_eps=float(s.ds_eps), ds_max_rounds=s.ds_max_rounds,
-                          ds_warn_kept_fraction=float(s.ds_warn_kept_fraction))
+                          ds_warn_kept_fraction=float(s.ds_warn_kept_fraction), shared_prompt=s.shared_prompt)
 
 
 def validation_callback(s: TrainSettings, task: Task, tokenizer, output_dir: str) -> ValidationCallback | None:
