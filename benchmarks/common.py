@@ -7,9 +7,10 @@ import os
 import platform
 import subprocess
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from swe_srl.core.io import versions as package_versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PACKAGES = ("torch", "transformers", "trl", "accelerate", "peft", "vllm", "datasets", "cydifflib", "rapidfuzz",
@@ -17,12 +18,7 @@ PACKAGES = ("torch", "transformers", "trl", "accelerate", "peft", "vllm", "datas
 
 
 def environment_info() -> dict[str, Any]:
-    versions = {}
-    for p in PACKAGES:
-        try:
-            versions[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            pass
+    versions = package_versions(PACKAGES)
     device = "cpu"
     try:
         import torch

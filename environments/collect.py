@@ -32,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from swe_srl.core.io import OutputLock, ResumeGuard, ResumeMismatch, versions
 from swe_srl.core.schema import SCHEMA_VERSION, StepRecord
-from swe_srl.core.store import LEDGER_FILE, StepStore, length_stats
+from swe_srl.core.store import StepStore, length_stats, read_ledger
 
 from .prompting import build_messages, system_prompt_for_trajectory
 from .replay import replay_trajectory
@@ -405,17 +405,7 @@ def _versions() -> dict[str, str]:
 
 def build_manifest(out_dir: Path, *, inputs: list[str], opts: CollectOptions, discovered: dict[str, Any],
                    started: float, run_stats: dict[str, Any]) -> dict[str, Any]:
-    ledger: list[dict[str, Any]] = []
-    lp = out_dir / LEDGER_FILE
-    if lp.exists():
-        entries: dict[str, dict[str, Any]] = {}
-        for line in lp.read_text(encoding="utf-8").splitlines():
-            try:
-                e = json.loads(line)
-                entries[e["unit"]] = e
-            except (json.JSONDecodeError, KeyError):
-                continue
-        ledger = list(entries.values())
+    ledger = list(read_ledger(out_dir).values())
     per_format: dict[str, dict[str, Any]] = {}
     fmt_prompt_chars: dict[str, list[int]] = {}
     fmt_prompt_tokens: dict[str, list[int]] = {}

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 from swe_srl.core import SCHEMA_VERSION, StepRecord, StepStore, iter_steps, length_stats
 from swe_srl.core.generation import Generator
 from swe_srl.core.io import OutputLock, ResumeGuard, file_sha256
+from swe_srl.core.store import read_ledger
 
 from .decompose import MAX_CHARS, MIN_CHARS, Decomposition, decompose, rewrite_solutions
 from .prompts import MATH_SRL_SYSTEM_PROMPT, step_user_message
@@ -196,7 +197,7 @@ def collect_math(input_path, out_dir, *, solution_field=None, question_field=Non
             seen.add(iid)
             plan.append(item)
         if to_rewrite:
-            done = _done_units(out) if resume else set()
+            done = set(read_ledger(out)) if resume else set()
             pending = [j for j in to_rewrite if plan[j]["unit"] not in done]
             texts = rewrite_solutions(rewrite_generator, [(plan[j]["question"], plan[j]["solution"]) for j in pending])
             for j, t in zip(pending, texts):
@@ -246,19 +247,6 @@ def collect_math(input_path, out_dir, *, solution_field=None, question_field=Non
             manifest = _manifest(input_path, options, store, plan, val, status="complete", test=test)
             store.write_manifest(manifest)
         return manifest
-
-
-def _done_units(out: Path) -> set[str]:
-    ledger = out / "ledger.jsonl"
-    if not ledger.exists():
-        return set()
-    units = set()
-    for line in ledger.read_text(encoding="utf-8").splitlines():
-        try:
-            units.add(json.loads(line)["unit"])
-        except (json.JSONDecodeError, KeyError):
-            pass
-    return units
 
 
 def _manifest(input_path: Path, options: dict[str, Any], store: StepStore, plan: list[dict[str, Any]],

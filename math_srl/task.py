@@ -22,7 +22,7 @@ from typing import Any
 
 from swe_srl.core.reward_funcs import StepReward
 from swe_srl.core.schema import StepRecord
-from swe_srl.core.task import (RewardFunc, RewardOptions, RowOptions, TaskError, by_instance, is_step_file,
+from swe_srl.core.task import (RewardFunc, RewardOptions, RowOptions, TaskError, by_instance, is_step_file, meta_text,
                                no_split_rows, render_prompt_row, sft_step_rows, sft_target_kind, split_of, srl_rows,
                                task_records)
 
@@ -119,12 +119,7 @@ REASONING_KEYS = ("reasoning_trace", "deepseek_thinking_trajectory")
 
 
 def _trace(steps: list[StepRecord]) -> str | None:
-    for r in steps:
-        for k in REASONING_KEYS:
-            v = r.meta.get(k)
-            if isinstance(v, str) and v.strip():
-                return v.strip()
-    return None
+    return meta_text(steps, REASONING_KEYS)
 
 
 def sft_reasoning_rows(records: list[StepRecord], path: Path) -> list[dict[str, Any]]:

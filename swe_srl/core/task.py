@@ -158,13 +158,19 @@ def task_records(path: str | Path, task: str, max_samples: int | None = None,
 MONOLOGUE_KEYS = ("expert_thought", "thought", "reasoning", "monologue")
 
 
+def meta_text(records: list[StepRecord], keys: tuple[str, ...]) -> str | None:
+    """The first non-empty string found under one of ``keys`` in the records' meta (records in order)."""
+    for r in records:
+        for k in keys:
+            v = r.meta.get(k)
+            if isinstance(v, str) and v.strip():
+                return v.strip()
+    return None
+
+
 def monologue(record: StepRecord, default: str) -> str:
     """The expert's reasoning before this action, when the record carries one (collectors write expert_thought)."""
-    for k in MONOLOGUE_KEYS:
-        v = record.meta.get(k)
-        if isinstance(v, str) and v.strip():
-            return v.strip()
-    return default
+    return meta_text([record], MONOLOGUE_KEYS) or default
 
 
 def srl_rows(records: list[StepRecord], options: RowOptions) -> list[dict[str, Any]]:

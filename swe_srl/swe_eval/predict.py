@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..core.io import AppendLog
+from ..core.io import AppendLog, read_log
 from ..generation import Generator, SamplingParams
 from .dataset import oracle_files
 from .edits import answer_to_patch
@@ -79,17 +79,7 @@ def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
 
 def read_prediction_errors(out_dir: str | Path) -> dict[str, str]:
     """instance_id -> the reason of its last prediction-step infrastructure failure (``prediction_errors.jsonl``)."""
-    p = Path(out_dir) / ERRORS_FILE
-    if not p.exists():
-        return {}
-    out: dict[str, str] = {}
-    for line in p.read_text(encoding="utf-8").splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:        # a torn last line
-            continue
-        out[r["instance_id"]] = r["error"]
-    return out
+    return {r["instance_id"]: r["error"] for r in read_log(Path(out_dir) / ERRORS_FILE)}
 
 
 def _pred(inst: dict[str, Any], model_name: str, patch: str) -> dict[str, Any]:
