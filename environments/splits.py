@@ -26,7 +26,7 @@ import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from swe_srl.core.io import read_log, write_json_atomic
 from swe_srl.core.schema import StepRecord
@@ -110,22 +110,31 @@ def finish_pending_swap(out_dir: str | Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _units(out: Path) -> list[tuple[dict[str, Any], list[StepRecord]]]:
-    """(ledger entry, its records) in ledger order, the records cut from steps.jsonl by the entries' offsets."""
-    data = (out / STEPS_FILE).read_bytes() if (out / STEPS_FILE).exists() else b""
+def _units(out: Path) -> list[tuple[dict[str, Any], int, int]]:
+    """(ledger entry, start, end byte offsets of its records in steps.jsonl) in file order; nothing is loaded."""
     entries: dict[str, dict[str, Any]] = {}
     for e in read_log(out / LEDGER_FILE):
         if isinstance(e, dict) and "unit" in e:
             entries[e["unit"]] = e                   # last entry of a unit wins (as in StepStore)
     units, prev = [], 0
     for e in sorted(entries.values(), key=lambda e: int(e.get("end", 0))):
-        recs: list[StepRecord] = []
-        if e.get("status") == "ok":
-            end = int(e["end"])
-            recs = [StepRecord.from_dict(json.loads(x)) for x in data[prev:end].splitlines() if x.strip()]
-            prev = end
-        units.append((e, recs))
+        end = int(e["end"]) if e.get("status") == "ok" else prev
+        units.append((e, prev, end))
+        prev = end
     return units
+
+
+def _records(f: BinaryIO, start: int, end: int) -> list[StepRecord]:
+    """The records of one unit (bytes start..end of steps.jsonl): memory holds one unit at a time."""
+    f.seek(start)
+    return [StepRecord.from_dict(json.loads(x)) for x in f.read(end - start).splitlines() if x.strip()]
+
+
+def _first_instance(f: BinaryIO, start: int, end: int) -> str | None:
+    if end <= start:
+        return None
+    f.seek(start)
+    return json.loads(f.readline())["instance_id"]
 
 
 def apply_swe_splits(out_dir: str | Path, options: SplitOptions | None = None,
@@ -137,32 +146,40 @@ def apply_swe_splits(out_dir: str | Path, options: SplitOptions | None = None,
     finish_pending_swap(out)
     test_ids = read_ids(opts.test_instances) if opts.test_instances else set()
     units = _units(out)
-    trajectories: dict[str, list[str]] = {}
-    for e, recs in units:
-        if recs and recs[0].instance_id not in test_ids:
-            trajectories.setdefault(recs[0].instance_id, []).append(e["unit"])
-    n_traj = sum(len(v) for v in trajectories.values())
-    n_val = val_trajectories(n_traj, opts.val_size)
-    val = choose_val(trajectories, n_val, opts.seed)
-    tmp = out / TMP_DIR
-    shutil.rmtree(tmp, ignore_errors=True)
-    counts = {"train_steps": 0, "val_steps": 0, "train_trajectories": 0, "val_trajectories": 0,
-              "test_instance_trajectories_dropped": 0}
-    with StepStore(tmp, resume=False) as store:
-        for e, recs in units:
-            info = {k: v for k, v in e.items() if k not in ("unit", "status", "n_steps", "end", "reason")}
-            if e.get("status") != "ok":
-                store.skip(e["unit"], e.get("reason", "skipped"), **info)
-            elif recs and recs[0].instance_id in test_ids:
-                store.skip(e["unit"], "test_instance", instance_id=recs[0].instance_id)
-                counts["test_instance_trajectories_dropped"] += 1
-            else:
-                split = "val" if recs and recs[0].instance_id in val else "train"
-                for r in recs:
-                    r.meta["split"] = split
-                store.commit(e["unit"], recs, **info)
-                counts[f"{split}_steps"] += len(recs)
-                counts[f"{split}_trajectories"] += 1 if recs else 0
+    steps_path = out / STEPS_FILE
+    if not steps_path.exists():
+        steps_path.touch()
+    with steps_path.open("rb") as f:
+        first = {e["unit"]: _first_instance(f, start, end) for e, start, end in units}
+        trajectories: dict[str, list[str]] = {}
+        for e, _, _ in units:
+            iid = first[e["unit"]]
+            if iid is not None and iid not in test_ids:
+                trajectories.setdefault(iid, []).append(e["unit"])
+        n_traj = sum(len(v) for v in trajectories.values())
+        n_val = val_trajectories(n_traj, opts.val_size)
+        val = choose_val(trajectories, n_val, opts.seed)
+        tmp = out / TMP_DIR
+        shutil.rmtree(tmp, ignore_errors=True)
+        counts = {"train_steps": 0, "val_steps": 0, "train_trajectories": 0, "val_trajectories": 0,
+                  "test_instance_trajectories_dropped": 0}
+        with StepStore(tmp, resume=False) as store:
+            for e, start, end in units:
+                info = {k: v for k, v in e.items() if k not in ("unit", "status", "n_steps", "end", "reason")}
+                iid = first[e["unit"]]
+                if e.get("status") != "ok":
+                    store.skip(e["unit"], e.get("reason", "skipped"), **info)
+                elif iid is not None and iid in test_ids:
+                    store.skip(e["unit"], "test_instance", instance_id=iid)
+                    counts["test_instance_trajectories_dropped"] += 1
+                else:
+                    recs = _records(f, start, end)
+                    split = "val" if iid in val else "train"
+                    for r in recs:
+                        r.meta["split"] = split
+                    store.commit(e["unit"], recs, **info)
+                    counts[f"{split}_steps"] += len(recs)
+                    counts[f"{split}_trajectories"] += 1 if recs else 0
     (out / SWAP_MARKER).write_text("swap .split.tmp into place\n")
     finish_pending_swap(out)
     section = {"by": "instance", "val_size_requested": opts.val_size if opts.val_size is not None else "auto",
