@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from swe_srl.core.generation import Generator, SamplingParams
-from swe_srl.core.io import AppendLog, OutputLock, ResumeGuard, write_json_atomic
+from swe_srl.core.io import AppendLog, OutputLock, ResumeGuard, iter_jsonl, write_json_atomic
 
 from .prompts import MATH_EVAL_SYSTEM_PROMPT
 from .reward import answer_reward, extract_boxed, format_answer
@@ -244,13 +244,7 @@ def grade_predictions(predictions: str | Path, *, benchmarks: list[str] | None =
     if not path.is_file():
         raise FileNotFoundError(f"--predictions: no such file {str(path)!r}")
     rows: list[dict] = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            raise ValueError(f"--predictions {path}:{i}: not valid JSON") from None
+    for i, r in iter_jsonl(path, label="--predictions"):
         idx = r.get("index", r.get("idx")) if isinstance(r, dict) else None
         if not isinstance(r, dict) or not isinstance(r.get("benchmark"), str) or not isinstance(idx, int) \
                 or not isinstance(r.get("completion"), str):

@@ -16,10 +16,10 @@ Every builder reads only the records of ``options.split`` (the trainer: "train";
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from swe_srl.core.io import iter_jsonl
 from swe_srl.core.reward_funcs import StepReward
 from swe_srl.core.schema import StepRecord
 from swe_srl.core.task import (RewardFunc, RewardOptions, RowOptions, TaskError, by_instance, is_step_file, meta_text,
@@ -177,21 +177,14 @@ def rlvr_rows(path: Path, split: str | None = "train") -> list[dict[str, Any]]:
         return rows
     rows = []
     counts: dict[str, int] = {}
-    with Path(path).open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError:
-                raise TaskError(f"data: {path}:{i}: not valid JSON") from None
-            q = next((d[k] for k in PROBLEM_FIELDS if isinstance(d, dict) and d.get(k)), None)
-            if q is None or d.get("answer") is None:
-                raise TaskError(f"data: {path}:{i}: expected fields problem (or question) and answer")
-            row_split = split_of(d.get("split"))
-            counts[row_split] = counts.get(row_split, 0) + 1
-            if split is None or row_split == split:
-                rows.append(_rlvr_row(q, d["answer"]))
+    for i, d in iter_jsonl(path, label="data:", error=TaskError):
+        q = next((d[k] for k in PROBLEM_FIELDS if isinstance(d, dict) and d.get(k)), None)
+        if q is None or d.get("answer") is None:
+            raise TaskError(f"data: {path}:{i}: expected fields problem (or question) and answer")
+        row_split = split_of(d.get("split"))
+        counts[row_split] = counts.get(row_split, 0) + 1
+        if split is None or row_split == split:
+            rows.append(_rlvr_row(q, d["answer"]))
     if split is not None and not rows:
         raise no_split_rows(path, split, counts)
     return rows

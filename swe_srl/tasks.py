@@ -6,11 +6,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from environments.task import SWETask
 from math_srl.task import MathTask
+from swe_srl.core.io import iter_jsonl
 from swe_srl.core.task import Task, TaskError, data_file, is_step_file
 
 TASKS: dict[str, type] = {"math": MathTask, "swe": SWETask}
@@ -26,13 +26,10 @@ def get_task(name: str) -> Task:
 def step_file_tasks(path: Path) -> set[str]:
     """The ``task`` values of a step file's records."""
     found: set[str] = set()
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    found.add(json.loads(line)["task"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise TaskError(f"data: {path}:{i}: not a step record") from None
+    for i, d in iter_jsonl(path, label="data:", error=TaskError):
+        if not isinstance(d, dict) or "task" not in d:
+            raise TaskError(f"data: {path}:{i}: not a step record")
+        found.add(d["task"])
     return found
 
 

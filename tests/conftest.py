@@ -56,3 +56,19 @@ def docker_client():
             pytest.fail(f"Docker engine required under CI=true: {e}")
         pytest.skip(f"no Docker engine: {e}")
     return client
+
+
+SANDBOX_BASE_IMAGE = os.environ.get("SWE_SRL_SANDBOX_IMAGE", "swe-srl/sandbox-base:latest")
+
+
+@pytest.fixture(scope="session")
+def sandbox_base_image(docker_client) -> str:
+    """The local sandbox base image (docker/build_base_image.sh); skips without it, but FAILS under CI=true."""
+    try:
+        docker_client.images.get(SANDBOX_BASE_IMAGE)
+    except Exception:
+        msg = f"{SANDBOX_BASE_IMAGE} missing: run bash docker/build_base_image.sh"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return SANDBOX_BASE_IMAGE

@@ -92,3 +92,15 @@ def test_output_lock_second_writer_fails_and_dead_holder_is_taken_over(tmp_path)
     lock.release()
     with OutputLock(tmp_path):        # re-acquirable after release
         pass
+
+
+def test_iter_jsonl_names_file_and_line(tmp_path):
+    from swe_srl.core.io import iter_jsonl
+
+    p = tmp_path / "rows.jsonl"
+    p.write_text('{"a": 1}\n\n[2]\nnot json\n')
+    it = iter_jsonl(p, label="--predictions", error=KeyError)
+    assert next(it) == (1, {"a": 1}) and next(it) == (3, [2])
+    with pytest.raises(KeyError) as e:
+        next(it)
+    assert f"--predictions {p}:4: not valid JSON" in str(e.value)

@@ -254,11 +254,7 @@ def test_errors_retried_real_results_kept(tmp_path):
 
 # --- real Docker ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def base_image(docker_client):
-    try:
-        docker_client.images.get(synthetic.BASE_IMAGE)
-    except Exception:
-        pytest.skip(f"{synthetic.BASE_IMAGE} missing: run bash docker/build_base_image.sh")
+def base_image(docker_client, sandbox_base_image):
     return docker_client
 
 

@@ -18,11 +18,7 @@ pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
-def calc_instance(docker_client):
-    try:
-        docker_client.images.get(synthetic.BASE_IMAGE)
-    except Exception:
-        pytest.skip(f"{synthetic.BASE_IMAGE} missing: run bash docker/build_base_image.sh")
+def calc_instance(docker_client, sandbox_base_image):
     sha = synthetic.build_image(docker_client)
     return synthetic.instance(sha)
 
@@ -123,13 +119,9 @@ def test_missing_image_is_error_not_empty_patch(calc_instance, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def bundled_images(docker_client, tmp_path_factory):
+def bundled_images(docker_client, sandbox_base_image, tmp_path_factory):
     from swe_srl import sample_tasks as st
 
-    try:
-        docker_client.images.get(synthetic.BASE_IMAGE)
-    except Exception:
-        pytest.skip(f"{synthetic.BASE_IMAGE} missing: run bash docker/build_base_image.sh")
     root = tmp_path_factory.mktemp("bundled")
     out = {}
     for inst in st.eval_instances():

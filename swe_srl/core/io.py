@@ -199,6 +199,21 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def iter_jsonl(path: str | Path, *, label: str = "", error: type[Exception] = ValueError
+               ) -> Iterator[tuple[int, Any]]:
+    """(1-based line number, decoded value) for each non-empty line of a JSONL input file; a line that is not JSON
+    raises ``error`` with one line ``<label> <path>:<line>: not valid JSON`` (``label`` names the flag or field)."""
+    prefix = f"{label} " if label else ""
+    with Path(path).open(encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield i, json.loads(line)
+            except json.JSONDecodeError:
+                raise error(f"{prefix}{path}:{i}: not valid JSON") from None
+
+
 class ResumeGuard:
     """Refuse to resume into ``out_dir`` with options other than those it was started with.
 
