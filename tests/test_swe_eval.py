@@ -396,3 +396,40 @@ def test_cli_offline_hub_message(monkeypatch):
     r = CliRunner().invoke(app, ["eval", "--split", "lite", "--model", "m", "--predictions-only"])
     assert r.exit_code == 2
     assert "--dataset" in r.output and "SWE-bench_Lite" in r.output
+
+
+def test_agent_mode_documents_only_the_runtime_tools(tmp_path):
+    """Agent mode shows the model the tools the runtime executes (bash, str_replace_editor, submit) and the runtime's
+    real shell semantics, not every tool the collect prompts know; a real local sandbox runs the episode."""
+    from environments.prompting import TOOL_DOCS
+    from environments.sandbox.local_sandbox import LocalSandbox
+    from swe_srl.swe_eval.agent import AGENT_SYSTEM_PROMPT, AGENT_TOOLS, run_agent
+
+    for tool, doc in TOOL_DOCS.items():
+        assert (doc in AGENT_SYSTEM_PROMPT) == (tool in AGENT_TOOLS), tool
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "a.py").write_text("x = 1\n")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "init", "--allow-empty"],
+                   cwd=repo, check=True)
+    subprocess.run(["git", "add", "a.py"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "a"], cwd=repo, check=True)
+    seen: list[list[dict]] = []
+    actions = iter([
+        "<think>edit</think>\n<function=bash>\n<parameter=command>sed -i 's/1/2/' a.py</parameter>\n</function>",
+        "<think>done</think>\n<function=submit>\n</function>",
+    ])
+
+    class Scripted:
+        name = "scripted"
+
+        def generate(self, prompts, params):
+            seen.extend(prompts)
+            return [[next(actions)] for _ in prompts]
+
+    res = run_agent({"problem_statement": "make x 2", "instance_id": "t"}, Scripted(), None, max_steps=4,
+                    sandbox_factory=lambda inst: LocalSandbox(str(repo)))
+    assert res["reason"] == "submit", res
+    assert "-x = 1" in res["model_patch"] and "+x = 2" in res["model_patch"]
+    assert all(p[0]["content"] == AGENT_SYSTEM_PROMPT for p in seen) and len(seen) == 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from environments.prompting import build_messages
+from environments.prompting import build_messages, system_prompt_for
 from environments.tools import ToolRuntime
 
 from ..core.format import parse_completion
@@ -17,6 +17,12 @@ from ..generation import Generator, SamplingParams
 from .grading import docker_sandbox_factory
 
 STOP_TOOLS = ("submit", "finish")
+#: the tools the agent-mode runtime offers the model, documented alone (not every tool the collect step prompts know),
+#: with the runtime's shell semantics (``ToolRuntime`` keeps the working directory between bash calls)
+AGENT_TOOLS = ("bash", "str_replace_editor", "submit")
+AGENT_SHELL = ("# Shell\nThe working directory carries over from one bash command to the next (a `cd` stays in effect); "
+               "environment variables do not, so set them in the command that needs them.")
+AGENT_SYSTEM_PROMPT = system_prompt_for(AGENT_TOOLS, AGENT_SHELL)
 FORMAT_ERROR_OBS = ("Your last answer was not valid ({violation}). Answer with <think>...</think> followed by "
                     "exactly one tool call.")
 
@@ -29,7 +35,8 @@ def make_instance_sandbox(instance: dict[str, Any], *, namespace: str | None = N
 
 def run_agent(instance: dict[str, Any], generator: Generator, params: SamplingParams, *, max_steps: int = 30,
               sandbox_factory: Callable[[dict[str, Any]], Any] | None = None, history_k: int | None = None,
-              obs_max_chars: int | None = 10_000, command_timeout: int = 120) -> dict[str, Any]:
+              obs_max_chars: int | None = 10_000, command_timeout: int = 120,
+              system_prompt: str = AGENT_SYSTEM_PROMPT) -> dict[str, Any]:
     """Run one episode. Returns {model_patch, reason, steps, trajectory, seconds}; never raises."""
     t0 = time.time()
     history: list[tuple[str, str | None]] = []
@@ -43,7 +50,7 @@ def run_agent(instance: dict[str, Any], generator: Generator, params: SamplingPa
         runtime = ToolRuntime(sb)
         for step in range(max_steps):
             msgs = build_messages(instance["problem_statement"], history, history_k=history_k,
-                                  obs_max_chars=obs_max_chars)
+                                  obs_max_chars=obs_max_chars, system_prompt=system_prompt)
             completion = generator.generate([msgs], params)[0][0]
             parsed = parse_completion(completion, expect_tool_call=True)
             if not parsed.ok:
