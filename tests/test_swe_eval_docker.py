@@ -94,10 +94,10 @@ def test_agent_mode_scripted(calc_instance, tmp_path):
     s = run_eval(EvalConfig(dataset=_write_dataset(tmp_path, [calc_instance]), mode="agent", generator=gen,
                             model_name="scripted", out_dir=str(out), max_steps=6), log=lambda m: None)
     assert s["counts"]["resolved"] == 1, s["instances"]
-    from environments.prompting import SYSTEM_PROMPT
+    from swe_srl.swe_eval.agent import AGENT_SYSTEM_PROMPT
 
     last = gen.prompts[-1]
-    assert last[0] == {"role": "system", "content": SYSTEM_PROMPT} and synthetic.PROBLEM in last[1]["content"]
+    assert last[0] == {"role": "system", "content": AGENT_SYSTEM_PROMPT} and synthetic.PROBLEM in last[1]["content"]
     assert len(last) == 2 + 2 * 3 and "return lo" in last[3]["content"]      # 3 rounds: grep, format error, edit
     assert "not valid (missing_think_open)" in last[5]["content"]
     gen_rec = json.loads((out / "generations.jsonl").read_text().splitlines()[0])
