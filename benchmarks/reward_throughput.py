@@ -18,6 +18,12 @@ Backends are timed interleaved (every round runs every backend once, in a rotate
 reported, so the speedups stay fair while other processes share the CPU. Every exact backend is checked to
 equal difflib on every pair; indel is checked to be >= difflib. The batch API ``score_batch`` is timed
 with processes=1 and 2 on completions wrapped in ``<think>…</think>``.
+
+Issue #17.5 (difflib-fast): when the PyPI package ``difflib-fast`` is installed, its scalar ``ratio`` is one more
+backend of the interleaved rounds (``difflib-fast``), and so is ``exact`` (which then routes long pairs to it); a
+third set ``perturbations`` (unicode, NUL, 3,000-char repeats, lone surrogates, around real actions) checks exactness;
+``batch_api`` times whole-set scoring, interleaved: our C backend in 1 process and in 2 processes (a pool of 2, fixed
+before timing), difflib-fast's batch call ``ratio(pairs, threads=1|2)``.
 """
 
 from __future__ import annotations
@@ -240,14 +246,106 @@ def bench_batch(pairs: list[tuple[str, str]], rounds: int, ref: list[float]) -> 
     return {
         "pairs": len(pairs),
         "rounds": rounds,
-        "backend": "exact (" + ("fast" if R.fast_available() else R.get_similarity("exact").__name__.lstrip("_")) + ")",
+        "backend": "exact (" + ("fast" if R.fast_available() else R.get_similarity("exact").__name__.lstrip("_"))
+                   + (f" + difflib-fast batch call from {R.DIFFLIB_FAST_MIN_CHARS} chars/pair"
+                      if R.difflib_fast_available() else "") + ")",
         "format_violations": len(pairs) - len(scored),
         "total_chars": total_chars,
-        "process_pool_used_with_2": total_chars >= R.PARALLEL_MIN_CHARS and len(pairs) >= 4,
+        "parallelism_with_2": ("difflib-fast batch call, threads=2 (no process pool)" if R.difflib_fast_available()
+                               else "process pool" if total_chars >= (R.PARALLEL_MIN_CHARS_COMPILED if
+                                                                      R.fast_available() else R.PARALLEL_MIN_CHARS)
+                               else "none (batch below the pool threshold: in-process)"),
         "pairs_per_s": {f"processes={p}": round(len(pairs) / statistics.median(s), 2) for p, s in secs.items()},
         "seconds_per_round": {f"processes={p}": [round(x, 4) for x in s] for p, s in secs.items()},
         "similarities_equal_to_difflib": len(scored),
     }
+
+
+def perturbation_pairs(actions: list[Action], rnd: random.Random, n: int = 30) -> list[tuple[str, str]]:
+    """Held-out-style perturbations around real actions: unicode, NUL, 3,000-char repeats, lone surrogates."""
+    texts = [t for _, _, t in actions if len(t) >= 40]
+    pairs: list[tuple[str, str]] = []
+    for base in rnd.sample(texts, min(n, len(texts))):
+        uni = "".join(rnd.choice(["é", "中", "\U0001F600", "ß", "\u200b", "\U0010FFFF", c]) for c in base[:600])
+        nul = base[:600].replace(" ", "\x00", 9) + "\x00" * 4
+        unit = base[:rnd.randint(2, 40)]
+        rep = (unit * (3000 // len(unit) + 2))[:3000]
+        pairs += [(uni, base[:600]), (base[:600], uni), (nul, base[:600]), (rep, rep[1:] + "x"),
+                  (rep, base[:3000]), (perturb_text(rep, rnd), rep), ("\ud800" + base[:200] + "\udfff", base[:200])]
+    pairs += [("a" * 3000, "a" * 2999 + "b"), ("ab" * 1500, "ba" * 1500), ("\x00" * 3000, "\x00" * 2990)]
+    return pairs
+
+
+def check_exact(name: str, pairs: list[tuple[str, str]], backends: list[str]) -> dict:
+    """Every exact backend equals difflib on every pair (no timing)."""
+    ref = [R._difflib(a, b) for a, b in pairs]
+    out = {}
+    for b in backends:
+        fn = R.get_similarity(b)
+        bad = [i for i, (x, y) in enumerate(zip(pairs, ref)) if fn(*x) != y]
+        out[b] = {"pairs_equal_to_difflib": len(pairs) - len(bad), "pairs": len(pairs)}
+        if bad:
+            raise SystemExit(f"{name}: backend {b} differs from difflib on {len(bad)} pairs, e.g. #{bad[0]}")
+    return {"pairs": len(pairs), "max_chars_per_pair": max(len(a) + len(b) for a, b in pairs),
+            "lone_surrogate_pairs": sum(any(0xD800 <= ord(c) <= 0xDFFF for c in a + b) for a, b in pairs),
+            "agreement": out}
+
+
+def _ours_chunk(pairs: list[tuple[str, str]]) -> list[float]:
+    f = R.get_similarity("fast")
+    return [f(a, b) for a, b in pairs]
+
+
+def bench_batch_api(name: str, pairs: list[tuple[str, str]], rounds: int, ref: list[float]) -> dict:
+    """Whole-set scoring, interleaved: ours in 1 / 2 processes, difflib-fast's batch call with 1 / 2 threads."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import difflib_fast
+
+    half = len(pairs) // 2
+    per = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+    # two chunks of about equal characters (greedy, longest first), order restored afterwards
+    chunks: list[list[int]] = [[], []]
+    load = [0, 0]
+    for i in per:
+        k = 0 if load[0] <= load[1] else 1
+        chunks[k].append(i)
+        load[k] += len(pairs[i][0]) + len(pairs[i][1])
+    del half
+    pool = ProcessPoolExecutor(2)
+    list(pool.map(_ours_chunk, [pairs[:2], pairs[2:4]]))     # start both workers before timing
+
+    def ours2() -> list[float]:
+        parts = list(pool.map(_ours_chunk, [[pairs[i] for i in c] for c in chunks]))
+        out = [0.0] * len(pairs)
+        for c, vals in zip(chunks, parts):
+            for i, v in zip(c, vals):
+                out[i] = v
+        return out
+
+    variants: dict[str, Callable[[], list[float]]] = {
+        "ours 1 process": lambda: _ours_chunk(pairs),
+        "ours 2 processes": ours2,
+        "difflib-fast batch threads=1": lambda: difflib_fast.ratio(pairs, threads=1),
+        "difflib-fast batch threads=2": lambda: difflib_fast.ratio(pairs, threads=2),
+    }
+    secs: dict[str, list[float]] = {k: [] for k in variants}
+    names = list(variants)
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            vals = variants[k]()
+            secs[k].append(time.perf_counter() - t0)
+            if vals != ref:
+                raise SystemExit(f"{name}: batch variant {k!r} differs from difflib")
+    pool.shutdown()
+    base = secs["ours 1 process"]
+    return {"pairs": len(pairs), "rounds": rounds,
+            "pairs_per_s": {k: round(len(pairs) / statistics.median(v), 2) for k, v in secs.items()},
+            "speedup_vs_ours_1_process": {k: round(statistics.median(b / x for b, x in zip(base, v)), 2)
+                                          for k, v in secs.items()},
+            "seconds_per_round": {k: [round(x, 4) for x in v] for k, v in secs.items()},
+            "values_equal_to_difflib": True}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         backends.insert(2, "fast")
     else:
         print("WARNING: swe_srl.core._ratcliff not built; the fast backend is skipped", file=sys.stderr)
+    has_df = R.difflib_fast_available()
+    if has_df:
+        backends[-1:-1] = ["difflib-fast", "exact"]
+    else:
+        print("NOTE: difflib-fast not installed (or failed its self-check); its rows are skipped", file=sys.stderr)
     rnd = random.Random(args.seed)
     actions = load_actions()
     typical, longs, n_long_available = select(actions, rnd, args.typical, args.long)
@@ -293,13 +396,28 @@ def main(argv: list[str] | None = None) -> int:
     results["sets"]["typical"] = bench_set("typical", typical_pairs, backends, args.rounds_typical)
     print(f"long_tail: {len(long_pairs)} pairs")
     results["sets"]["long_tail"] = bench_set("long_tail", long_pairs, backends, args.rounds_long)
+    refs = {s: results["sets"][s].pop("_difflib_values") for s in ("typical", "long_tail")}
+    if has_df:
+        print("perturbations (exactness)")
+        results["perturbations"] = check_exact("perturbations", perturbation_pairs(actions, rnd),
+                                               [b for b in backends if b not in ("difflib", "indel")])
+        print("batch API")
+        results["batch_api"] = {
+            s: bench_batch_api(s, p, max(r, 3), refs[s])
+            for s, p, r in (("typical", typical_pairs, args.rounds_typical), ("long_tail", long_pairs, args.rounds_long))}
+        import importlib.metadata as md
+
+        results["difflib_fast"] = {"version": md.version("difflib-fast"), "exact_routes_from_chars":
+                                   R.DIFFLIB_FAST_MIN_CHARS}
     print("score_batch")
     results["score_batch"] = {
-        s: bench_batch(p, r, results["sets"][s].pop("_difflib_values"))
+        s: bench_batch(p, r, refs[s])
         for s, p, r in (("typical", typical_pairs, args.rounds_typical), ("long_tail", long_pairs, args.rounds_long))}
     summary = {s: {b: {"pairs_per_s": v["pairs_per_s"][b], "speedup_vs_difflib": v["speedup_vs_difflib"][b]}
                    for b in backends} for s, v in results["sets"].items()}
     results["summary"] = summary
+    if has_df:
+        summary["batch_api"] = {s: v["pairs_per_s"] for s, v in results["batch_api"].items()}
     print(json.dumps({"summary": summary,
                       "score_batch": {k: v["pairs_per_s"] for k, v in results["score_batch"].items()}}, indent=2))
     if not args.no_write:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import platform
 import re
 import time
@@ -30,22 +31,30 @@ from typing import Any, Callable, Iterable, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from swe_srl.core.io import OutputLock, ResumeGuard, ResumeMismatch, versions
+from swe_srl.core.io import (Interrupted, OutputLock, ResumeGuard, ResumeMismatch, deferred_interrupts,
+                             init_pool_worker, stopping, versions)
 from swe_srl.core.schema import SCHEMA_VERSION, StepRecord
 from swe_srl.core.store import StepStore, length_stats, read_ledger
 
 from .prompting import build_messages, system_prompt_for_trajectory
+from .fidelity import histogram as fidelity_histogram
+from .fidelity import merge_histograms, shares, status_of
 from .replay import replay_trajectory
 from .splits import SplitOptions, apply_swe_splits, finish_pending_swap
+from .sandbox import close_live_sandboxes, prune_orphans_once
 from .sandbox.images import instance_image_name
 from .trajectories import FORMAT_CHOICES, HUB_PREFIX, TrajectoryFormatError, discover, iter_file
 from .trajectories import DatasetUnavailable, RowOptions
 from .trajectories.datasets import is_row_file
 from .trajectories.hazards import EvalSetError, EvalSets, future_leak_steps, load_eval_sets
 from .trajectory import Trajectory
+from swe_srl.core.errors import SweSrlError
+from swe_srl.core.io import file_sha256
 
 REPLAY_CHOICES = ("none", "docker", "local")
 DIVERGENCE_CHOICES = ("keep", "drop", "stop")
+#: --on-diverged: which observation of a diverged step the training rows show (see _finish_replay)
+ON_DIVERGED_CHOICES = ("keep-recorded", "use-replayed", "drop")
 FUTURE_LEAK_CHOICES = ("drop-trajectory", "drop-steps", "keep")
 #: prompts longer than this many tokens (estimated as chars / EST_CHARS_PER_TOKEN without a tokenizer) are warned
 #: about: a 32k-context model cannot train on them
@@ -58,10 +67,10 @@ OPTIONS_FILE = "options.json"
 #: options that change the step records; a resume with different values is refused
 BUILD_OPTIONS = ("fmt", "history_k", "obs_max_chars", "obs_max_tokens", "max_prompt_tokens", "tokenizer",
                  "only_resolved", "replay", "on_divergence", "sandbox_map", "success_field", "model_filter",
-                 "ids_file", "exclude_eval", "future_leak")
+                 "ids_file", "exclude_eval", "future_leak", "on_diverged", "sandbox_network")
 
 
-class CollectError(RuntimeError):
+class CollectError(SweSrlError, RuntimeError):
     """A usage error of the collector (one line, names the option/file)."""
 
 
@@ -84,7 +93,12 @@ class CollectOptions:
     replay: str = "none"
     sandbox_map: str | None = None
     on_divergence: str = "keep"
-    replay_timeout: float = 120.0
+    #: diverged steps in training rows: keep-recorded (default) | use-replayed | drop (see _finish_replay)
+    on_diverged: str = "keep-recorded"
+    #: per-command replay timeout; None = the trajectory's recorded one, else environments.replay.DEFAULT_TIMEOUT
+    replay_timeout: float | None = None
+    #: replay containers reach the package index only (off: no network at all)
+    sandbox_network: bool = False
     workers: int = 1
     limit: int | None = None
 
@@ -95,6 +109,13 @@ class CollectOptions:
             raise CollectError(f"--replay: expected one of {REPLAY_CHOICES}, got {self.replay!r}")
         if self.on_divergence not in DIVERGENCE_CHOICES:
             raise CollectError(f"--on-divergence: expected one of {DIVERGENCE_CHOICES}, got {self.on_divergence!r}")
+        if self.on_diverged not in ON_DIVERGED_CHOICES:
+            raise CollectError(f"--on-diverged: expected one of {', '.join(ON_DIVERGED_CHOICES)}, got "
+                               f"{self.on_diverged!r}")
+        if self.replay_timeout is not None and not self.replay_timeout > 0:
+            raise CollectError(f"--timeout: must be > 0 seconds, got {self.replay_timeout}")
+        if self.sandbox_network and self.replay != "docker":
+            raise CollectError("--sandbox-network: needs --replay docker (the local backend is not isolated)")
         for name in ("history_k", "obs_max_chars", "obs_max_tokens", "max_prompt_tokens", "limit"):
             v = getattr(self, name)
             if v is not None and v < 0:
@@ -322,8 +343,13 @@ def load_sandbox_map(path: str | None) -> dict[str, Any]:
         return {}
     try:
         obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise CollectError(f"--sandbox-map {path}: cannot read JSON ({e})") from None
+    except OSError as e:
+        raise CollectError(file=path, field="--sandbox-map", reason=e.strerror or str(e)) from None
+    except UnicodeDecodeError as e:
+        raise CollectError(file=path, field="--sandbox-map", reason=f"not UTF-8 text (byte {e.start}); expected a "
+                                                                  "JSON object") from None
+    except json.JSONDecodeError as e:
+        raise CollectError(file=path, line=e.lineno, field="--sandbox-map", reason=f"not valid JSON ({e.msg})") from None
     if not isinstance(obj, dict):
         raise CollectError(f"--sandbox-map {path}: expected an object mapping instance id -> image or "
                            f"{{repo_path, commit}}")
@@ -350,7 +376,9 @@ def _run_replay(res: UnitResult, opts: CollectOptions, replay: Callable[..., Any
     assert traj is not None
     sb = sandbox_for(traj, smap, opts.replay)
     try:
-        kw = {"base_commit": sb["commit"]} if sb.get("commit") else {}
+        kw: dict[str, Any] = {"base_commit": sb["commit"]} if sb.get("commit") else {}
+        if opts.sandbox_network:
+            kw["network"] = "index"
         rr = replay(traj, backend=opts.replay, image=sb["image"], repo_path=sb["repo_path"],
                     timeout=opts.replay_timeout, **kw)
     except Exception as e:  # a replay failure skips this trajectory, never the run
@@ -358,28 +386,91 @@ def _run_replay(res: UnitResult, opts: CollectOptions, replay: Callable[..., Any
     return sb, rr, None
 
 
+STATUS_CHARS = {"exact": "e", "near": "n", "diverged": "d", "skipped": "s"}
+
+
+def _step_entries(rr: Any, n: int) -> list[dict[str, Any]]:
+    """Per-step fidelity entries of a replay result (engines that give only ``step_fidelity`` get raw entries)."""
+    steps = list(getattr(rr, "steps", None) or [])
+    if len(steps) == n:
+        return steps
+    fids = list(rr.step_fidelity or []) + [None] * n
+    out = []
+    for i in range(n):
+        f = fids[i]
+        st = status_of(f)
+        if i in set(rr.diverged_steps or []):
+            st = "diverged"
+        out.append({"kind": "unknown", "fidelity": f, "fidelity_raw": f, "status": st, "method": "raw"})
+    return out
+
+
+def _drop_rows(records: list[StepRecord], info: dict[str, Any], drop: set[int]) -> list[StepRecord]:
+    """Remove the rows of the given step indices (and their entries in the per-row statistics of ``info``)."""
+    keep = [k for k, r in enumerate(records) if r.step_index not in drop]
+    for key in ("prompt_chars", "target_chars", "prompt_tokens"):
+        if isinstance(info.get(key), list) and len(info[key]) == len(records):
+            info[key] = [info[key][k] for k in keep]
+    kept = [records[k] for k in keep]
+    info["tools"] = dict(Counter(r.tool for r in kept))
+    info["dropped_diverged_context"] = len(records) - len(kept)
+    return kept
+
+
 def _finish_replay(res: UnitResult, opts: CollectOptions, sb: dict[str, Any], rr: Any, err: BaseException | None,
                    tokenizer: Any) -> UnitResult:
-    """Fidelity bookkeeping + step building from a replay result (main thread: the tokenizer is not shared)."""
+    """Fidelity bookkeeping + step building from a replay result (main thread: the tokenizer is not shared).
+
+    A replay that failed (sandbox start, base-commit checkout, a run that broke: ``rr.error``) skips the trajectory
+    with ``replay_error: <stage>: <reason>``; its recorded observations are never written as replayed ones.
+    Training rows get the replayed observation of every exact/near step; a *diverged* step's observation follows
+    ``--on-diverged``: ``keep-recorded`` (default: the expert's next action answers what the expert saw, so the
+    recorded text keeps prompt and target consistent), ``use-replayed``, or ``drop`` (rows whose prompt holds a
+    diverged observation are not written). Each row's ``meta["replay"]`` holds its own action's fidelity entry
+    (kind, fidelity, fidelity_raw, status, method) and which observation text the row's history used."""
     traj = res.trajectory
     assert traj is not None
     base = dict(res.info)
     if err is not None:
         return UnitResult(res.unit, "skipped", {**base, "reason": f"replay_error: {type(err).__name__}: {err}"[:300]})
-    fid = [f for f in (rr.step_fidelity or []) if f is not None]
-    rinfo = {"mean_fidelity": round(sum(fid) / len(fid), 4) if fid else None, "patch_match": rr.patch_match,
-             "diverged_steps": list(rr.diverged_steps or []), "error": rr.error, "sandbox": sb}
+    n = len(traj.steps)
+    entries = _step_entries(rr, n)
+    fid = [e.get("fidelity") for e in entries if e.get("fidelity") is not None]
+    check = dict(getattr(rr, "patch_check", None) or {})
+    rinfo: dict[str, Any] = {
+        "mean_fidelity": round(sum(fid) / len(fid), 4) if fid else None, "patch_match": rr.patch_match,
+        "diverged_steps": [i for i, e in enumerate(entries) if e.get("status") == "diverged"],
+        "error": rr.error, "stage": getattr(rr, "stage", None), "sandbox": sb,
+        "histogram": fidelity_histogram(entries),
+        "statuses": "".join(STATUS_CHARS.get(str(e.get("status")), "s") for e in entries),
+        "submission_match": check.get("submission_match"), "whole_tree_match": check.get("whole_tree_match"),
+        "patch_files": {"submitted": check.get("submitted_files", 0), "matched": check.get("matched_files", 0),
+                        "mismatched": check.get("mismatched_files", [])},
+        "tree_extra_files": check.get("tree_extra_files", []),
+        "exec": getattr(rr, "exec_spec", None) or {}, "seconds": getattr(rr, "seconds", None),
+        "timed_out_steps": list(getattr(rr, "timed_out_steps", None) or []),
+    }
     base["replay"] = rinfo
-    if rr.error and not rr.observations:
-        return UnitResult(res.unit, "skipped", {**base, "reason": f"replay_error: {rr.error}"[:300]})
-    observations = [o if o is not None else s.observation
-                    for o, s in zip(list(rr.observations) + [None] * len(traj.steps), traj.steps)]
-    if rinfo["diverged_steps"]:
+    if rr.error:
+        stage = getattr(rr, "stage", None) or "run"
+        return UnitResult(res.unit, "skipped", {**base, "reason": f"replay_error: {stage}: {rr.error}"[:300]})
+    diverged = set(rinfo["diverged_steps"])
+    observations = []
+    used = []
+    for i, s in enumerate(traj.steps):
+        o = rr.observations[i] if i < len(rr.observations) else None
+        if o is None or (i in diverged and opts.on_diverged == "keep-recorded"):
+            observations.append(s.observation)
+            used.append("recorded")
+        else:
+            observations.append(o)
+            used.append("replayed")
+    if diverged:
         if opts.on_divergence == "drop":
             return UnitResult(res.unit, "skipped", {**base, "reason": "replay_diverged: dropped (--on-divergence "
                                                     "drop)"})
         if opts.on_divergence == "stop":
-            first = min(rinfo["diverged_steps"])
+            first = min(diverged)
             # keep steps whose context is still faithful: targets 0..first (the action at `first` was taken on a
             # faithful context; its observation diverged, so later contexts are not)
             traj = Trajectory(**{**traj.__dict__, "steps": traj.steps[:first + 1]})
@@ -387,9 +478,19 @@ def _finish_replay(res: UnitResult, opts: CollectOptions, sb: dict[str, Any], rr
     records, info = build_steps(traj, unit=res.unit, history_k=opts.history_k, obs_max_chars=opts.obs_max_chars,
                                 obs_max_tokens=opts.obs_max_tokens, max_prompt_tokens=opts.max_prompt_tokens,
                                 tokenizer=tokenizer, observations=observations)
+    if diverged and opts.on_diverged == "drop":
+        k = opts.history_k
+        drop = {i for i in range(len(traj.steps))
+                if any(j in diverged for j in range(0 if k is None else max(0, i - k), i))}
+        records = _drop_rows(records, info, drop)
+    for r in records:
+        i = r.step_index
+        r.meta["replay"] = {**entries[i], "observation_in_history": used[i]}
     if not records:
-        return UnitResult(res.unit, "skipped", {**base, **info, "reason": "over_budget: every step is over "
-                                                "--max-prompt-tokens"})
+        why = ("every step's prompt holds a diverged observation (--on-diverged drop)" if diverged and
+               opts.on_diverged == "drop" else "every step is over --max-prompt-tokens")
+        cat = "replay_diverged" if "diverged" in why else "over_budget"
+        return UnitResult(res.unit, "skipped", {**base, **info, "reason": f"{cat}: {why}"})
     return UnitResult(res.unit, "ok", {**base, **info}, records)
 
 
@@ -486,9 +587,47 @@ def build_manifest(out_dir: Path, *, inputs: list[str], opts: CollectOptions, di
         manifest["lengths"]["prompt_tokens"] = length_stats(prompt_tokens)
     if fidelity:
         manifest["replay"] = fidelity
+        manifest["replay_summary"] = replay_summary(ledger)
     manifest["_plot"] = {"steps_per_trajectory": steps_per_traj, "target_chars": target_chars,
                          "tools": dict(tools)}
+    if fidelity:
+        manifest["_plot"]["fidelity"] = manifest["replay_summary"]["all"]["histogram"]
     return manifest
+
+
+def replay_summary(ledger: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Replay results per format and over all ("all"): trajectories replayed / failed (by stage), the per-step
+    fidelity histogram by command kind with exact/near/diverged shares, and the final-patch check (as submitted,
+    the replayed submission itself, whole tree, scratch files outside the submission)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for e in ledger:
+        r = e.get("replay")
+        if not r:
+            continue
+        groups.setdefault(e.get("format") or "unknown", []).append(e)
+        groups.setdefault("all", []).append(e)
+    out: dict[str, Any] = {}
+    for fmt, entries in sorted(groups.items()):
+        reps = [e["replay"] for e in entries]
+        ok = [r for r in reps if not r.get("error")]
+        failed: Counter[str] = Counter(str(r.get("stage") or "run") for r in reps if r.get("error"))
+        hist = merge_histograms(r.get("histogram") or {} for r in ok)
+        recorded = [r for r in ok if r.get("patch_match") is not None]
+        resolved = [e["replay"] for e in entries if not e["replay"].get("error") and e.get("resolved") is True
+                    and e["replay"].get("patch_match") is not None]
+        out[fmt] = {
+            "trajectories": len(reps), "replayed": len(ok), "failed": dict(failed),
+            "histogram": hist, "shares": shares(hist["total"]),
+            "patch": {"with_recorded_patch": len(recorded),
+                      "match_as_submitted": sum(1 for r in recorded if r.get("patch_match")),
+                      "submission_match": sum(1 for r in recorded if r.get("submission_match")),
+                      "whole_tree_match": sum(1 for r in recorded if r.get("whole_tree_match")),
+                      "with_tree_extra_files": sum(1 for r in recorded if r.get("tree_extra_files")),
+                      "tree_extra_files": sum(len(r.get("tree_extra_files") or []) for r in recorded),
+                      "resolved_with_patch": len(resolved),
+                      "resolved_match_as_submitted": sum(1 for r in resolved if r.get("patch_match"))},
+        }
+    return out
 
 
 #: skip categories that are filters (named by an option), not failures
@@ -535,7 +674,8 @@ def write_stats_png(path: Path, plot: dict[str, Any]) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    hist = plot.get("fidelity")
+    fig, axes = plt.subplots(1, 4 if hist else 3, figsize=(20 if hist else 15, 4))
     axes[0].hist(plot["steps_per_trajectory"] or [0], bins=30, color="#4477aa")
     axes[0].set_title("steps per trajectory")
     axes[0].set_xlabel("steps")
@@ -544,10 +684,27 @@ def write_stats_png(path: Path, plot: dict[str, Any]) -> Path | None:
     tools = sorted(plot["tools"].items(), key=lambda kv: -kv[1])
     axes[2].barh([t for t, _ in tools][::-1], [c for _, c in tools][::-1], color="#cc6677")
     axes[2].set_title("tool mix (steps)")
+    if hist:
+        plot_fidelity_histogram(axes[3], hist)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+FIDELITY_COLORS = {"exact": "#228833", "near": "#ccbb44", "diverged": "#ee6677", "skipped": "#bbbbbb"}
+
+
+def plot_fidelity_histogram(ax: Any, hist: dict[str, dict[str, int]], top: int = 14) -> None:
+    """Stacked horizontal bars: replayed steps per command kind by fidelity status (the ``top`` largest kinds)."""
+    kinds = [k for k in hist if k != "total"][:top][::-1]
+    left = [0] * len(kinds)
+    for st, color in FIDELITY_COLORS.items():
+        vals = [hist[k].get(st, 0) for k in kinds]
+        ax.barh(kinds, vals, left=left, color=color, label=st)
+        left = [a + b for a, b in zip(left, vals)]
+    ax.set_title("replay fidelity by command kind (steps)")
+    ax.legend(loc="lower right", fontsize=8)
 
 
 # -- driver -------------------------------------------------------------------------------------------------
@@ -566,8 +723,12 @@ def _check_resume_options(store_dir: Path, opts: CollectOptions, resume: bool) -
         raise CollectError(str(e)) from None
 
 
-def _init_worker(tokenizer: Any) -> None:
-    """Process-pool initializer: the tokenizer is sent to each worker once, not with every file."""
+def _init_worker(tokenizer: Any, parent_pid: int | None = None) -> None:
+    """Process-pool initializer: the tokenizer is sent to each worker once, not with every file. The worker ignores
+    SIGINT (the parent stops the pool; no worker traceback) and dies with its parent, even after ``kill -9`` of it
+    (``swe_srl.core.io.init_pool_worker``: Linux parent-death signal)."""
+    if parent_pid is not None:
+        init_pool_worker(parent_pid)
     _WORKER_TOKENIZER[0] = tokenizer
 
 
@@ -585,6 +746,9 @@ class _CollectRun:
     With a replay and ``workers`` N > 1, up to N replays run at once in a thread pool (the work happens in sandbox
     containers / subprocesses, the threads only wait on them), at most 2N are in flight, and finished replays wait
     for the ones before them. A crash loses only the in-flight units (redone on resume).
+    On SIGINT/SIGTERM (``close(interrupted=True)``) the sandboxes of running replays are removed at once (their
+    replays end), the queued units are dropped (redone on resume) and a commit under way is finished first
+    (``deferred_interrupts``).
     """
 
     def __init__(self, store: StepStore, opts: CollectOptions, *, replay: Callable[..., Any] | None,
@@ -604,13 +768,17 @@ class _CollectRun:
 
     def commit(self, r: UnitResult) -> None:
         info = dict(r.info)
-        if r.status == "ok":
-            self.store.commit(r.unit, r.records, **info)
-            self.counts["units_ok"] += 1
-            self.counts["steps_written"] += len(r.records)
-        else:
-            self.store.skip(r.unit, info.pop("reason", "skipped"), **info)
-            self.counts["units_skipped"] += 1
+        with deferred_interrupts():          # a unit is committed whole: SIGINT/SIGTERM waits for the ledger line
+            if r.status == "ok":
+                self.store.commit(r.unit, r.records, **info)
+                self.counts["units_ok"] += 1
+                self.counts["steps_written"] += len(r.records)
+            else:
+                reason = info.pop("reason", "skipped")
+                self.store.skip(r.unit, reason, **info)
+                self.counts["units_skipped"] += 1
+                if is_error_reason(reason):
+                    self.counts["units_failed"] += 1    # an input that could not be read / replayed: errors.jsonl
         if self.on_unit is not None:
             self.on_unit(r)
 
@@ -650,9 +818,21 @@ class _CollectRun:
                 continue
             self.add(r)
 
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, interrupted: bool = False) -> None:
+        """Stop the replay threads; ``interrupted``: first remove every open sandbox (running replays then fail at
+        their next call and end), and drop the units not yet committed (they are redone on resume)."""
+        if not interrupted:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+                self.pool = None
+            return
+        with stopping():                 # no sandbox starts, no command runs until the threads are done
+            close_live_sandboxes()
+            self.pending.clear()
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+                self.pool = None
+            close_live_sandboxes()       # one started while the others were being closed
 
 
 def _streamed(p: str) -> bool:
@@ -674,8 +854,11 @@ def _file_results(todo: list[str], opts: CollectOptions, done: frozenset[str], b
     """Per-input unit results in input order: small files from a pool of ``opts.workers`` processes (at most
     2 x workers ahead), streamed inputs in this process."""
     if opts.workers > 1 and sum(1 for p in todo if not _streamed(p)) > 1:
-        with ProcessPoolExecutor(max_workers=opts.workers, initializer=_init_worker,
-                                 initargs=(tokenizer,)) as pool:
+        # workers ignore SIGINT and die with this process (_init_worker); on an interrupt (or any early exit) the
+        # files not yet started are cancelled
+        pool = ProcessPoolExecutor(max_workers=opts.workers, initializer=_init_worker,
+                                   initargs=(tokenizer, os.getpid()))
+        try:
             window: deque[tuple[str, Future | None]] = deque()
             it = iter(todo)
 
@@ -691,9 +874,60 @@ def _file_results(todo: list[str], opts: CollectOptions, done: frozenset[str], b
                 p, fut = window.popleft()
                 yield fut.result() if fut is not None else iter_units(p, opts, done, build, tokenizer=tokenizer)
                 fill()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         for p in todo:
             yield iter_units(p, opts, done, build, tokenizer=tokenizer)
+
+
+# -- per-input errors, duplicates ----------------------------------------------------------------------------------
+ERRORS_FILE = "errors.jsonl"
+#: ledger skip reasons that are errors of an input (reported on screen and in errors.jsonl), not filter decisions
+ERROR_REASONS = ("malformed:", "replay_error:")
+
+
+def is_error_reason(reason: Any) -> bool:
+    return str(reason).startswith(ERROR_REASONS)
+
+
+def write_errors_file(out_dir: Path) -> dict[str, Any]:
+    """``<out>/errors.jsonl``: one line per unit of the ledger whose skip reason is an error (a file that could not
+    be parsed, a replay that failed), rebuilt from the ledger (atomic, so reruns and resumes never duplicate a
+    line). Returns the manifest's ``errors`` entry: total count and the file name."""
+    entries = [e for e in read_ledger(out_dir).values() if e.get("status") != "ok" and is_error_reason(e.get("reason"))]
+    tmp = out_dir / (ERRORS_FILE + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for e in entries:
+            f.write(json.dumps({"unit": e.get("unit"), "source": e.get("source"), "format": e.get("format"),
+                                "reason": e.get("reason")}, ensure_ascii=False, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, out_dir / ERRORS_FILE)
+    return {"total": len(entries), "file": ERRORS_FILE}
+
+
+def drop_duplicate_files(files: list[Any]) -> tuple[list[Any], list[dict[str, str]]]:
+    """Input files whose bytes equal an earlier input's (sha256) are not read again: (kept, duplicates), each
+    duplicate as ``{"path", "same_as"}``. Hub inputs are kept as they are."""
+    kept: list[Any] = []
+    dups: list[dict[str, str]] = []
+    first: dict[str, str] = {}
+    for f in files:
+        if str(f.path).startswith(HUB_PREFIX):
+            kept.append(f)
+            continue
+        try:
+            digest = file_sha256(f.path)
+        except OSError:                      # unreadable: kept, its unit reports the error
+            kept.append(f)
+            continue
+        if digest in first:
+            dups.append({"path": str(f.path), "same_as": first[digest]})
+            continue
+        first[digest] = str(f.path)
+        kept.append(f)
+    return kept, dups
 
 
 def collect_swe(paths: list[str], out_dir: str | Path, opts: CollectOptions | None = None, *, resume: bool = True,
@@ -717,47 +951,82 @@ def collect_swe(paths: list[str], out_dir: str | Path, opts: CollectOptions | No
         files, ignored = discover(paths)
     except FileNotFoundError as e:
         raise CollectError(f"--trajectories: {e}") from None
+    files, duplicates = drop_duplicate_files(files)   # byte-identical inputs are read once (counted, listed)
     smap = load_sandbox_map(opts.sandbox_map)
     _Filters.of(opts)                 # a bad --ids-file / --exclude-eval is a usage error before anything is read
     with OutputLock(out_dir):         # one writer per --out: a second one fails at once (OutputLocked)
         finish_pending_swap(out_dir)      # a split swap cut short by a crash (environments.splits)
         _check_resume_options(out_dir, opts, resume)
         discovered = {"input_files": len(files), "ignored_files": ignored,
-                      "superseded_llm_completions": sum(len(f.superseded) for f in files)}
+                      "superseded_llm_completions": sum(len(f.superseded) for f in files),
+                      "duplicate_files": len(duplicates), "duplicates": duplicates[:100]}
         inputs = [str(p) if str(p).startswith(HUB_PREFIX) else str(Path(p).resolve()) for p in paths]
         use_replay = replay if opts.replay != "none" else None
+        if opts.replay == "docker":
+            prune_orphans_once()          # containers of dead earlier runs go first (environments.sandbox.lifecycle)
         with StepStore(out_dir, resume=resume) as store:
-            store.write_manifest(build_manifest(out_dir, inputs=inputs, opts=opts, discovered=discovered,
-                                                started=started, run_stats={"status": "running"}) | {"_plot": None})
-            todo = [str(f.path) for f in files if not store.is_done(str(f.path))]
             run = _CollectRun(store, opts, replay=use_replay, sandbox_map=smap, tokenizer=tokenizer, on_unit=on_unit)
-            run.counts["files_already_done"] = len(files) - len(todo)
-            # with a replay, steps are built after it (from the regenerated observations), not in the file workers
-            results = _file_results(todo, opts, frozenset(store.ledger), use_replay is None, tokenizer)
             try:
-                with _progress(progress, len(todo)) as (advance, _):
-                    for file_results in results:
-                        run.handle(file_results)
-                        advance()
-                        if run.stopped:
-                            break
-                    run.drain(0)
-            except DatasetUnavailable as e:
-                raise CollectError(str(e)) from None
-            finally:
-                results.close()
-                run.close()
-            stats: dict[str, Any] = dict(run.counts)
-            stats["seconds"] = round(time.time() - started, 3)
-            stats["status"] = "complete" if not run.stopped else f"stopped at --limit {opts.limit}"
-            manifest = build_manifest(out_dir, inputs=inputs, opts=opts, discovered=discovered, started=started,
-                                      run_stats=stats)
-            plot = manifest.pop("_plot")
-            png = write_stats_png(out_dir / STATS_PNG, plot)
-            manifest["stats_png"] = png.name if png else None
-            store.write_manifest(manifest)
+                store.write_manifest(build_manifest(out_dir, inputs=inputs, opts=opts, discovered=discovered,
+                                                    started=started, run_stats={"status": "running"})
+                                     | {"_plot": None, "status": "running"})
+                todo = [str(f.path) for f in files if not store.is_done(str(f.path))]
+                run.counts["files_already_done"] = len(files) - len(todo)
+                # with a replay, steps are built after it (from the regenerated observations), not in the file workers
+                results = _file_results(todo, opts, frozenset(store.ledger), use_replay is None, tokenizer)
+                interrupted = False
+                try:
+                    with _progress(progress, len(todo)) as (advance, _):
+                        for file_results in results:
+                            run.handle(file_results)
+                            advance()
+                            if run.stopped:
+                                break
+                        run.drain(0)
+                except DatasetUnavailable as e:
+                    raise CollectError(str(e)) from None
+                except KeyboardInterrupt:
+                    interrupted = True
+                    raise
+                finally:
+                    run.close(interrupted=interrupted)
+                    results.close()
+            except KeyboardInterrupt as e:    # Interrupted (SIGINT/SIGTERM) or a bare Ctrl-C: mark it, then re-raise
+                _mark_interrupted(store, out_dir, inputs, opts, discovered, started, run)
+                n = run.counts["units_ok"] + run.counts["units_skipped"]
+                detail = (f"{n} trajectories committed by this run, {len(store.ledger)} in total in {out_dir} "
+                          f"(manifest status: interrupted; the units in flight are redone on resume)")
+                if isinstance(e, Interrupted):
+                    e.detail = detail
+                    raise
+                raise Interrupted(2, detail) from None
+            with deferred_interrupts():       # the final manifest is written whole
+                stats: dict[str, Any] = dict(run.counts)
+                stats["seconds"] = round(time.time() - started, 3)
+                stats["status"] = "complete" if not run.stopped else f"stopped at --limit {opts.limit}"
+                manifest = build_manifest(out_dir, inputs=inputs, opts=opts, discovered=discovered, started=started,
+                                          run_stats=stats)
+                plot = manifest.pop("_plot")
+                png = write_stats_png(out_dir / STATS_PNG, plot)
+                manifest["stats_png"] = png.name if png else None
+                manifest["status"] = "complete" if not run.stopped else "stopped"
+                manifest["errors"] = write_errors_file(out_dir)
+                store.write_manifest(manifest)
         apply_swe_splits(out_dir, split, manifest)  # meta["split"] by instance (environments.splits); test ids dropped
         return manifest
+
+
+def _mark_interrupted(store: StepStore, out_dir: Path, inputs: list[str], opts: CollectOptions,
+                      discovered: dict[str, Any], started: float, run: _CollectRun) -> None:
+    """The manifest of an interrupted run: what the ledger holds, ``status: interrupted`` (top level and this_run)."""
+    with deferred_interrupts():
+        stats: dict[str, Any] = {**run.counts, "seconds": round(time.time() - started, 3), "status": "interrupted"}
+        manifest = build_manifest(out_dir, inputs=inputs, opts=opts, discovered=discovered, started=started,
+                                  run_stats=stats)
+        manifest.pop("_plot", None)
+        manifest["status"] = "interrupted"
+        manifest["errors"] = write_errors_file(out_dir)
+        store.write_manifest(manifest)
 
 
 class _progress:

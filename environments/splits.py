@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 from swe_srl.core.io import read_log, write_json_atomic
 from swe_srl.core.schema import StepRecord
 from swe_srl.core.store import LEDGER_FILE, MANIFEST_FILE, STEPS_FILE, StepStore
+from swe_srl.core.errors import SweSrlError
 
 PAPER_VAL_TRAJECTORIES = 30
 PAPER_MIN_TRAJECTORIES = 300
@@ -38,7 +39,7 @@ TMP_DIR = ".split.tmp"
 SWAP_MARKER = ".split.swap"
 
 
-class SplitError(ValueError):
+class SplitError(SweSrlError, ValueError):
     """A bad split request (one line, names the option)."""
 
 

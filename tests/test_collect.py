@@ -50,13 +50,17 @@ def _check_manifest(out: Path, m: dict) -> list:
 
 
 def _copies(files: list[Path], dest: Path, n: int) -> list[Path]:
-    """``n`` copies of each file under dest/copyNNN/ (distinct units: a unit is keyed by its path)."""
+    """``n`` copies of each file under dest/copyNNN/, each made byte-distinct by trailing newlines (still the same
+    JSON): collect skips byte-identical inputs as duplicates, and these must be distinct units."""
     out = []
     for i in range(n):
         d = dest / f"copy{i:03d}"
         d.mkdir(parents=True)
         for f in files:
-            out.append(Path(shutil.copy(f, d / f.name)))
+            p = Path(shutil.copy(f, d / f.name))
+            with p.open("ab") as fh:
+                fh.write(b"\n" * (i + 1))
+            out.append(p)
     return out
 
 

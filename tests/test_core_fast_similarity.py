@@ -191,7 +191,8 @@ def test_real_long_actions_and_observations(real_long):
 
 def test_exact_backend_uses_fast_and_matches(real_long):
     assert R.fast_available()
-    assert R.get_similarity("exact") is _ratcliff.ratio
+    # exact = our C function itself, or (difflib-fast installed and self-checked) the hybrid that routes long pairs
+    assert R.get_similarity("exact") is (R._hybrid if R.difflib_fast_available() else _ratcliff.ratio)
     assert R.get_similarity("fast") is _ratcliff.ratio
     for a, b in real_long[:6]:
         r = ref_ratio(a, b)
@@ -210,6 +211,11 @@ def test_threads_give_same_results(real_long):
 def test_fallback_when_extension_missing(monkeypatch):
     monkeypatch.setattr(R, "_ratcliff_ratio", None)
     assert not R.fast_available()
+    if R.difflib_fast_available():      # the optional difflib-fast, self-checked against difflib, then serves exact
+        assert R.get_similarity("exact") is R._difflib_fast
+        assert similarity("abxcd", "abcd", "exact") == ref_ratio("abxcd", "abcd")
+    monkeypatch.setattr(R, "_difflib_fast_mod", None)
+    monkeypatch.setattr(R, "_difflib_fast_ok", None)
     assert R.get_similarity("exact") in (R._cydifflib, R._difflib)
     assert similarity("abxcd", "abcd", "exact") == ref_ratio("abxcd", "abcd")
     with pytest.raises(ImportError, match="_ratcliff"):

@@ -168,3 +168,126 @@ def test_batch_equals_scalar_and_keeps_order(shared_data):
 def test_batch_length_mismatch():
     with pytest.raises(ValueError, match="targets"):
         srl_rewards(["a"], [])
+
+
+# -- difflib-fast (optional third-party exact backend, issue #17.5) ---------------------------------------------
+try:
+    import difflib_fast
+except ImportError:  # pragma: no cover - depends on the install
+    difflib_fast = None
+
+needs_df = pytest.mark.skipif(difflib_fast is None, reason="difflib-fast not installed (pip install 'swe-srl[difflib-fast]')")
+TINY = st.text(alphabet="ab", max_size=40)
+SMALL = st.text(alphabet="ab \n", max_size=300)
+MIXED = st.text(alphabet=st.sampled_from(["a", "b", " ", "\x00", "é", "ÿ", "中", "\uffff", "\U0001F600", "\U00010348",
+                                          "\U0010FFFF"]), max_size=80)
+
+
+def holdout_perturbations(rnd: random.Random, base: str) -> list[tuple[str, str]]:
+    """The held-out-style perturbations of issue #17.5: unicode, NUL and 3,000-char repeats around a real string."""
+    uni = "".join(rnd.choice(["é", "中", "\U0001F600", "ß", "\u200b", "\U0010FFFF", c]) for c in base[:400])
+    nul = base[:300].replace(" ", "\x00", 7) + "\x00" * 5
+    rep = (base[:30] or "ab") * (3000 // max(1, len(base[:30]) or 2) + 1)
+    return [(uni, base[:400]), (base[:400], uni), (nul, base[:300]), ("\x00" * 50, "\x00" * 49 + "a"),
+            (rep[:3000], rep[1:3001]), ("a" * 3000, "a" * 2990 + "b" * 10), ((" " * 3 + "x") * 750, " " * 3000),
+            (rep[:3000], base[:2000])]
+
+
+@needs_df
+@settings(max_examples=300, deadline=None)
+@given(TINY, TINY)
+def test_difflib_fast_tiny_alphabet_ties(a, b):
+    assert similarity(a, b, "difflib-fast") == ref(a, b)
+
+
+@needs_df
+@settings(max_examples=300, deadline=None)
+@given(SMALL, SMALL)
+def test_difflib_fast_small_alphabet_long(a, b):
+    assert similarity(a, b, "difflib-fast") == ref(a, b)
+
+
+@needs_df
+@settings(max_examples=300, deadline=None)
+@given(MIXED, MIXED)
+def test_difflib_fast_unicode_nul_and_mixed_kinds(a, b):
+    assert similarity(a, b, "difflib-fast") == ref(a, b)
+
+
+@needs_df
+@settings(max_examples=200, deadline=None)
+@given(ALPHABET, ALPHABET)
+def test_difflib_fast_and_exact_equal_difflib(a, b):
+    assert similarity(a, b, "difflib-fast") == ref(a, b)
+    assert similarity(a, b, "exact") == ref(a, b)
+
+
+@needs_df
+def test_difflib_fast_on_real_pairs_and_holdout_perturbations(shared_data):
+    strings = real_actions(shared_data)
+    rng = random.Random(5)
+    # pure-Python difflib (the reference) needs seconds per long pair: a sample, each reference computed once
+    pairs = [(rng.choice(strings), rng.choice(strings)) for _ in range(24)]
+    pairs += [(s, s[: len(s) // 2] + "# edit\n" + s[len(s) // 2:]) for s in strings[:16]]
+    for s in strings[:6]:
+        pairs += holdout_perturbations(rng, s)
+    assert any(len(a) + len(b) >= R.DIFFLIB_FAST_MIN_CHARS for a, b in pairs)
+    want = [ref(a, b) for a, b in pairs]
+    for (a, b), r in zip(pairs, want):
+        assert similarity(a, b, "difflib-fast") == r, (a[:80], b[:80])
+        assert similarity(a, b, "exact") == r
+    # the batch API: same values, same order, 1 and 2 threads
+    assert difflib_fast.ratio(pairs, threads=1) == want
+    assert difflib_fast.ratio(pairs, threads=2) == want
+
+
+@needs_df
+def test_difflib_fast_lone_surrogates_fall_back():
+    with pytest.raises(UnicodeEncodeError):      # the package itself refuses them ...
+        difflib_fast.ratio("\ud800x\udfff", "x\ud800")
+    for a, b in [("\ud800x\udfff", "x\ud800"), ("\udfff" * 800, "\udfff" * 790 + "ab" * 10)]:
+        assert similarity(a, b, "difflib-fast") == ref(a, b)     # ... so we score them with our backend
+        assert similarity(a, b, "exact") == ref(a, b)
+
+
+@needs_df
+def test_exact_picks_difflib_fast_for_long_pairs_only(monkeypatch):
+    assert R.difflib_fast_available()
+    calls = []
+    real = difflib_fast.ratio
+    monkeypatch.setattr(R._difflib_fast_mod, "ratio", lambda *a, **k: calls.append(a) or real(*a, **k))
+    fn = R.get_similarity("exact")
+    short, long_ = ("abxcd", "abcd"), ("ab" * 400, "ba" * 400)
+    assert fn(*short) == ref(*short) and not calls
+    if R.fast_available():
+        assert fn(*long_) == ref(*long_) and len(calls) == 1
+    # a failed self-check keeps exact on our own backend
+    monkeypatch.setattr(R, "_difflib_fast_ok", None)
+    monkeypatch.setattr(R._difflib_fast_mod, "ratio", lambda a, b: 0.5)
+    with pytest.warns(RuntimeWarning, match="self-check"):
+        assert not R.difflib_fast_available()
+    assert R.get_similarity("exact") in (R._ratcliff_ratio, R._cydifflib, R._difflib)
+
+
+@needs_df
+def test_score_batch_threads_path_equals_scalar(shared_data):
+    strings = real_actions(shared_data, 120)
+    rng = random.Random(2)
+    targets = [rng.choice(strings) for _ in range(60)] + ["<function=bash>\n<parameter=command>ls</parameter>\n</function>"]
+    comps = [("no format " + t[:50]) if rng.random() < 0.2 else f"<think>m</think>{t[: rng.randint(1, len(t))]}"
+             for t in targets[:-1]] + ["<think>x</think><function=bash><parameter=command>l\ud800s</parameter></function>"]
+    scalar = [score_completion(c, t, backend="difflib") for c, t in zip(comps, targets)]
+    for backend in ("exact", "difflib-fast"):
+        for procs in (1, 2):
+            assert score_batch(comps, targets, processes=procs, backend=backend) == scalar
+
+
+def test_difflib_fast_missing_is_clear_error(monkeypatch):
+    monkeypatch.setattr(R, "_difflib_fast_mod", None)
+    monkeypatch.setattr(R, "_difflib_fast_ok", None)
+    assert not R.difflib_fast_available()
+    with pytest.raises(ImportError, match="difflib-fast"):
+        similarity("a", "b", "difflib-fast")
+    with pytest.raises(ImportError, match="difflib-fast"):
+        score_batch(["<think>a</think>x"], ["x"], backend="difflib-fast")
+    assert similarity("abxcd", "abcd", "exact") == ref("abxcd", "abcd")   # exact still works without it

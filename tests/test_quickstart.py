@@ -32,6 +32,9 @@ def test_reduced_quickstart_end_to_end_and_resume(tmp_path):
     assert list(stages) == ["collect", "warmup", "srl", "step_reward_eval", "oracle_eval"]
     col = stages["collect"]["result"]
     assert col["steps"] == 6 and col["replay_fidelity"] == 1.0 and col["patch_match"] == 1
+    # short prompts (issue #17.4): the last 2 rounds only
+    first = json.loads((out / "data" / "train.jsonl").read_text().splitlines()[0])
+    assert first["meta"]["history_k"] == 2
     # training happened and was logged
     metrics = [json.loads(x) for x in (out / "srl" / "metrics.jsonl").read_text().splitlines() if x.strip()]
     assert metrics, "SRL wrote no metrics"

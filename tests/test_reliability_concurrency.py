@@ -142,3 +142,16 @@ def test_train_refuses_a_held_output_dir(held):
     with pytest.raises(OutputLocked, match=f"pid {pid}"):
         run(settings)
     assert list(p.name for p in d.iterdir()) == [".swe-srl.lock"]
+
+
+def test_quickstart_into_a_held_out_fails_at_once_with_one_line(held):
+    """``swe-srl quickstart --out HELD``: the real CLI in a real process; one line naming the holder, exit 2, before
+    any state is written or a model resolved (the lock is probed before the quickstart module, and torch, load)."""
+    d, pid = held
+    r = subprocess.run([sys.executable, "-m", "swe_srl.cli", "quickstart", "--out", str(d)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and f"pid {pid}" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert [p.name for p in d.iterdir()] == [".swe-srl.lock"]          # no state.json: nothing was started

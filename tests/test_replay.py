@@ -315,3 +315,167 @@ def test_parallel_replay_in_collect_is_deterministic(tmp_path, backend, request)
     assert outs[1] == outs[2] and len(outs[1]) == 24
     if backend == "docker":
         assert _ours(request.getfixturevalue("docker_client")) == []
+
+
+# -- per-format execution semantics (issue 13) ---------------------------------------------------------------------
+def _mini(out, rc=0):
+    return f"<returncode>{rc}</returncode>\n<output>\n{out}</output>"
+
+
+def test_mini_swe_agent_runs_each_action_in_a_fresh_subshell(backend, repo):
+    """mini-swe-agent: every action is a new `bash -c` in the repo root: `cd pkg && ls` works twice, an exported
+    variable is gone at the next action."""
+    path, sha = repo
+    t = traj([step("bash", _mini("util.py\n"), command="cd pkg && ls"),
+              step("bash", _mini("util.py\n"), command="cd pkg && ls"),
+              step("bash", _mini("/testbed\n"), command="pwd"),
+              step("bash", _mini(""), command="export X=1"),
+              step("bash", _mini("[]\n"), command="echo \"[$X]\"")], None, fmt="minisweagent", base_commit=sha)
+    res = replay_trajectory(t, backend=backend, repo_path=str(path), timeout=30)
+    assert res.error is None and res.exec_spec["shell"] == "fresh"
+    assert res.observations == [s.observation for s in t.steps]
+    assert [s["status"] for s in res.steps] == ["exact"] * 5
+
+
+def test_sweagent_and_openhands_keep_one_shell_session(backend, repo):
+    """SWE-agent / OpenHands: one persistent shell: the second `cd pkg` fails (already in pkg), the cwd and an
+    exported variable carry over to later actions."""
+    path, sha = repo
+    for fmt in ("sweagent_1x", "openhands_completions"):
+        t = traj([step("bash", "util.py", command="cd pkg && ls"),
+                  step("bash", None, command="cd pkg && ls"),
+                  step("bash", "/testbed/pkg", command="pwd"),
+                  step("bash", EMPTY, command="export X=1"),
+                  step("bash", "[1]", command="echo \"[$X]\""),
+                  step("bash", "[1] /testbed", command="cd /testbed && echo \"[$X] $(pwd)\"")], None, fmt=fmt,
+                 base_commit=sha)
+        res = replay_trajectory(t, backend=backend, repo_path=str(path), timeout=30)
+        assert res.error is None and res.exec_spec["shell"] == "persistent"
+        assert "No such file or directory" in res.observations[1] and "pkg" in res.observations[1]
+        for i in (0, 2, 3, 4, 5):
+            assert res.observations[i] == t.steps[i].observation, (fmt, i, res.observations[i])
+
+
+def test_recorded_environment_and_timeout_are_used(backend, repo):
+    """The trajectory's recorded env vars and per-command timeout (mini-swe-agent info.config.environment) apply;
+    an explicit timeout overrides the recorded one."""
+    path, sha = repo
+    t = traj([step("bash", _mini("bar cat\n"), command="echo $FOO $PAGER"),
+              step("bash", None, command="sleep 20; echo late")], None, fmt="minisweagent", base_commit=sha)
+    t.meta.update(exec_env={"FOO": "bar", "PAGER": "cat"}, exec_timeout=1.0)
+    res = replay_trajectory(t, backend=backend, repo_path=str(path))
+    assert res.observations[0] == t.steps[0].observation
+    assert res.timed_out_steps == [1] and "more than 1 seconds" in res.observations[1]
+    assert res.exec_spec["timeout"] == 1.0
+    res = replay_trajectory(t, backend=backend, repo_path=str(path), timeout=30)
+    assert res.timed_out_steps == [] and res.observations[1] == _mini("late\n")
+
+
+def _mini_submit_traj(sha, patch):
+    sub = step("submit", None)
+    sub.raw_action = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT && cat patch.txt"
+    return traj([step("bash", _mini(""), command="sed -i 's/a + b/b + a/' calc.py"),
+                 step("bash", _mini(""), command="echo 'print(1)' > scratch.py"),
+                 step("bash", _mini(""), command="git diff -- calc.py > patch.txt"),
+                 sub], patch, fmt="minisweagent", base_commit=sha)
+
+
+def test_mini_submit_is_compared_as_submitted(backend, repo):
+    """mini-swe-agent 2.x submits `cat patch.txt` (the files it chose); the agent's scratch files (patch.txt,
+    scratch.py) are extras of the whole tree, reported apart, not a mismatch."""
+    path, sha = repo
+    res = replay_trajectory(_mini_submit_traj(sha, CALC_PATCH), backend=backend, repo_path=str(path), timeout=30)
+    assert res.error is None
+    pc = res.patch_check
+    assert res.patch_match is True and pc["submission_match"] is True
+    assert pc["whole_tree_match"] is False
+    assert pc["tree_extra_files"] == ["patch.txt", "scratch.py"]
+    assert pc["submitted_files"] == pc["matched_files"] == 1
+    assert "diff --git a/calc.py b/calc.py" in res.patch and "scratch.py" not in res.patch
+    wrong = CALC_PATCH.replace("b + a", "a * b")
+    res = replay_trajectory(_mini_submit_traj(sha, wrong), backend=backend, repo_path=str(path), timeout=30)
+    assert res.patch_match is False and res.patch_check["mismatched_files"] == ["calc.py"]
+    assert res.patch_check["submission_match"] is False
+
+
+def test_failed_sandbox_returns_no_observations(backend, repo):
+    """A sandbox that cannot start (missing image) or check out the base commit is a failure with its stage and
+    no observation at all (the recorded ones are never passed off as replayed)."""
+    path, sha = repo
+    t = bash_traj("0" * 40)
+    res = replay_trajectory(t, backend=backend, repo_path=str(path))
+    assert res.error and res.stage == "checkout", (res.error, res.stage)
+    assert res.observations == [None] * len(t.steps) and res.patch_match is None
+    assert {s["status"] for s in res.steps} == {"skipped"}
+    if backend == "docker":
+        res = replay_trajectory(bash_traj(sha), backend="docker", image="swe-srl/none:nope")
+        assert res.error and res.stage == "start" and res.observations == [None] * len(t.steps)
+
+
+DJANGO_IMAGE = "sweb.eval.x86_64.django__django-11099:latest"
+
+
+def _image_or_skip(client, name):
+    import docker
+
+    try:
+        client.images.get(name)
+    except docker.errors.ImageNotFound:
+        pytest.skip(f"{name} not built (swe-srl images build)")
+
+
+def test_index_only_network_blocks_everything_else(docker_client):
+    """--sandbox-network: the container has a network, but the guard (installed from a sidecar in its network
+    namespace) drops every packet except TCP 443 to the pinned index addresses; the sandbox itself cannot lift it
+    (no NET_ADMIN)."""
+    from environments.images.sandbox import index_only_network
+
+    _image_or_skip(docker_client, DJANGO_IMAGE)
+    probe = ("import socket,sys\na = sys.argv[1:]\nfor host, port in zip(a[::2], a[1::2]):\n"
+             "    s = socket.socket(); s.settimeout(3)\n"
+             "    try:\n        s.connect((host, int(port))); print(host, 'open')\n"
+             "    except socket.timeout:\n        print(host, 'blocked')\n"
+             "    except PermissionError:\n        print(host, 'blocked')\n"
+             "    except OSError as e:\n        print(host, type(e).__name__)\n")
+    with DockerSandbox(DJANGO_IMAGE, network=True, client=docker_client) as sb:
+        sb.write_file("/tmp/probe.py", probe)
+        gw = sb.run("ip route 2>/dev/null | awk '/default/ {print $3}'").output.strip() or "172.17.0.1"
+        before = sb.run(f"python3 /tmp/probe.py {gw} 1", timeout=60).output     # the host: refused (a reply)
+        index_only_network(sb, addresses={"index.test": ["203.0.113.80"]})
+        assert "203.0.113.80 index.test" in sb.run("cat /etc/hosts").output
+        out = sb.run(f"python3 /tmp/probe.py 10.1.2.3 80 192.168.0.1 443 1.1.1.1 443 {gw} 1", timeout=60).output
+        assert out.count("blocked") == 4, out                                  # dropped, no reply at all
+        if "ConnectionRefusedError" in before:
+            assert f"{gw} blocked" in out
+        res = sb.run("iptables -w -F OUTPUT; iptables -w -P OUTPUT ACCEPT", timeout=60)
+        assert res.exit_code != 0                                              # no NET_ADMIN in the sandbox
+        assert "blocked" in sb.run("python3 /tmp/probe.py 1.1.1.1 443", timeout=60).output
+    assert _ours(docker_client) == []
+
+
+def test_network_guard_failure_runs_nothing(docker_client, repo, monkeypatch):
+    """When the guard cannot be installed the replay fails at stage `network` and no action runs."""
+    import environments.images.sandbox as isb
+
+    _image_or_skip(docker_client, DJANGO_IMAGE)
+    monkeypatch.setattr(isb, "index_addresses", lambda: {})
+    t = traj([step("bash", "x", command="echo x")], None, fmt="minisweagent")
+    res = replay_trajectory(t, backend="docker", image=DJANGO_IMAGE, network="index")
+    assert res.error and res.stage == "network" and res.observations == [None]
+    assert _ours(docker_client) == []
+
+
+def test_real_django_trajectory_replays_on_its_instance_image(docker_client, shared_data):
+    """CI-sized variant of benchmarks/replay_real_repos.py: the CodeR (SWE-agent 0.x) run of django__django-11099
+    replayed on its local instance image reproduces its submitted patch, with no diverged step."""
+    from environments.trajectories import read_trajectories
+
+    _image_or_skip(docker_client, DJANGO_IMAGE)
+    path = shared_data / "swe_trajectories/sweagent_traj/coder_swebench_lite/trajs/django__django-11099.traj"
+    (t,) = read_trajectories(path)
+    res = replay_trajectory(t, backend="docker")
+    assert res.error is None and res.exec_spec["shell"] == "persistent"
+    assert res.patch_match is True and res.patch_check["tree_extra_files"] == []
+    assert res.diverged_steps == [] and res.unsupported_steps == []      # CodeR's plan/succeed are not steps
+    assert {s["status"] for s in res.steps} <= {"exact", "near"} and res.steps[-1]["kind"] == "submit"
+    assert _ours(docker_client) == []

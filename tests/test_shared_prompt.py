@@ -238,22 +238,33 @@ def test_fallback_for_unsupported_inputs_and_models(tmp_path, caplog):
     assert sp.model_problem(_model("eager")) is None and sp.model_problem(_model()) is None
 
 
-def test_self_check_catches_a_wrong_layout(tmp_path, monkeypatch):
-    """The once-per-model self-check compares with TRL's path: a layout that lets completions see each other fails."""
-    tr = _trainer(tmp_path=tmp_path)
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_self_check_catches_a_wrong_layout(attn, tmp_path, monkeypatch):
+    """The once-per-model self-check compares with TRL's path: a layout that lets a completion token see what its row
+    in TRL cannot (another completion: eager's packed mask; its own future: sdpa's segment mask) fails."""
+    tr = _trainer(_model(attn), tmp_path=tmp_path)
     per_row = lambda m, i, a, c: GRPOTrainer._get_per_token_logps_and_entropies(tr, m, i, a, c)  # noqa: E731
     assert sp.self_check(tr.model, per_row) < 1e-5
-    real_pack = sp.pack
+    if attn == "eager":
+        real_pack = sp.pack
 
-    def leaky_pack(*args, **kwargs):
-        pk = real_pack(*args, **kwargs)
-        causal = torch.ones_like(pk.attention_mask).tril()   # ignore segment boundaries
-        pk.attention_mask = causal.bool()
-        return pk
+        def leaky_pack(*args, **kwargs):
+            pk = real_pack(*args, **kwargs)
+            causal = torch.ones_like(pk.attention_mask).tril()   # ignore segment boundaries
+            pk.attention_mask = causal.masked_fill(causal == 0, torch.finfo(causal.dtype).min) - 1
+            return pk
 
-    monkeypatch.setattr(sp, "pack", leaky_pack)
+        monkeypatch.setattr(sp, "pack", leaky_pack)
+    else:
+        real_mask = sp._segment_mask
+
+        def leaky_mask(n, c, valid, device):
+            m = real_mask(n, c, valid, device)
+            return torch.ones_like(m)                             # segments see their own future tokens
+
+        monkeypatch.setattr(sp, "_segment_mask", leaky_mask)
     assert sp.self_check(tr.model, per_row) > 1e-2
-    tr2 = _trainer(tmp_path=tmp_path)
+    tr2 = _trainer(_model(attn), tmp_path=tmp_path)
     batch = _batch([4, 4], [6, 9])
     lp, _, _ = _logps(tr2, batch, shared=True)
     assert tr2.sp_log["shared_chunks"] == 0 and tr2.sp_log["fallback_chunks"] == 0   # disabled for the model
@@ -309,3 +320,64 @@ def test_training_step_uses_shared_path_with_group_shuffle(tmp_path):
     assert tr.sp_log["shared_chunks"] == 3 and tr.sp_log["fallback_chunks"] == 0   # 3 micro-batches, 1 group each
     assert tr.sp_log["packed_tokens"] < tr.sp_log["trl_tokens"]
     assert any(not torch.equal(before[n], p) for n, p in tr.model.named_parameters())
+
+
+# ---------------------------------------------------------------- the two-call attention (sdpa models)
+
+
+def test_sdpa_models_use_the_two_call_attention_without_an_LxL_tensor(tmp_path, monkeypatch):
+    """sdpa models are switched to the shared-prompt attention function; every attention call of the shared path
+    has queries and keys far shorter than the packed row (no [L, L] score or mask), and a plain forward (generation,
+    TRL's own path) is bit-identical to transformers' sdpa."""
+    tr = _trainer(tmp_path=tmp_path)
+    batch = _batch([4, 4], [14, 9])
+    ids, mask, c = _ids(batch)
+    with torch.no_grad():
+        plain_before = tr.model(input_ids=ids, attention_mask=mask).logits
+    real = torch.nn.functional.scaled_dot_product_attention
+    shapes = []
+
+    def spy(q, k, v, attn_mask=None, **kw):
+        shapes.append((tuple(q.shape), tuple(k.shape), None if attn_mask is None else tuple(attn_mask.shape)))
+        return real(q, k, v, attn_mask=attn_mask, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    _assert_same_grads(tr, batch)
+    assert tr.model.config._attn_implementation == sp.ATTN_IMPL
+    packed_len = (13 + 4 * c)                     # the longer group's packed row
+    shared = [s for s in shapes if s[0][0] in (1, 4) and s[0][2] != ids.shape[1]]
+    assert shared, shapes
+    for q, k, m in shared:
+        assert q[2] < packed_len and k[2] < packed_len
+        assert m is None or m[-1] < packed_len
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", real)
+    with torch.no_grad():
+        plain_after = tr.model(input_ids=ids, attention_mask=mask).logits
+    assert torch.equal(plain_before, plain_after)
+
+
+def test_completion_mask_with_a_hole_and_a_one_token_prompt(tmp_path):
+    """A completion mask that is not real-tokens-then-padding (a masked token inside) hides that key from the later
+    tokens as TRL's row does; a group whose prompt is one token has no shared prefix (segments only)."""
+    tr = _trainer(tmp_path=tmp_path)
+    batch = _batch([4, 4], [1, 8])
+    batch["completion_mask"][1] = torch.tensor([1, 1, 0, 1, 1, 1])
+    batch["completion_mask"][5] = torch.tensor([1, 0, 1, 1, 0, 0])
+    lp_trl, ent_trl, _ = _logps(tr, batch, shared=False)
+    lp_sp, ent_sp, _ = _logps(tr, batch, shared=True)
+    assert tr.sp_log["shared_chunks"] == 1
+    torch.testing.assert_close(lp_sp, lp_trl, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ent_sp, ent_trl, atol=1e-5, rtol=0)
+    _assert_same_grads(tr, batch)
+
+
+def test_attention_switch_is_not_saved(tmp_path):
+    """The switch to the shared-prompt attention function stays in memory: a checkpoint written afterwards loads as a
+    plain sdpa model anywhere (vLLM, `swe-srl eval`, another machine without swe-srl)."""
+    tr = _trainer(tmp_path=tmp_path)
+    _logps(tr, _batch([4], [5]), shared=True)
+    assert tr.model.config._attn_implementation == sp.ATTN_IMPL
+    tr.model.save_pretrained(tmp_path / "ckpt")
+    assert sp.ATTN_IMPL not in (tmp_path / "ckpt" / "config.json").read_text()
+    again = LlamaForCausalLM.from_pretrained(tmp_path / "ckpt")
+    assert again.config._attn_implementation == "sdpa"

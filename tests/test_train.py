@@ -105,8 +105,8 @@ def test_dynamic_sampling_drops_flat_groups_and_refills(tiny_dir, tmp_path):
     s = _settings(tiny_dir, tmp_path, "max_steps=1", "batch_prompts=4", "ds_max_rounds=10", data=data)
     tr = _trainer(s, reward)
     tr.model.train()
-    rows = [dict(tr.train_dataset[i]) for i in (0, 2, 4, 6)]          # four flat prompts
-    batch = [r for r in rows for _ in range(4)]
+    rows = [dict(tr.train_dataset[i]) for i in (0, 2, 4, 6)]   # only the batch's size is used: prompts come from
+    batch = [r for r in rows for _ in range(4)]                  # the trainer's seeded epoch order (half are flat)
     out = tr._generate_and_score_completions(batch)
     st = tr.ds_log[-1]
     assert st["rounds"] >= 2 and st["groups_kept"] >= 4 and st["shortfall_groups"] == 0
@@ -179,6 +179,7 @@ def test_resume_gives_same_metrics(tiny_dir, tmp_path):
     assert [r["step"] for r in lb] == [1, 2] and not any("stale" in r for r in rows_b)
     for x, y in zip(la, lb):
         assert x["reward"] == pytest.approx(y["reward"]) and x["loss"] == pytest.approx(y["loss"], abs=1e-6)
+        assert x["ds/generated_per_kept"] == y["ds/generated_per_kept"] and x["ds/epoch"] == y["ds/epoch"]
     from transformers import AutoModelForCausalLM
 
     ma = AutoModelForCausalLM.from_pretrained(out_a / "final")

@@ -33,6 +33,7 @@ from swe_srl.core.io import AppendLog
 from . import assets
 from .base import base_image_name, build_base, image_exists
 from .plan import VENV, EnvPlan, InstancePlan, env_commits, find_repo, plan_instance, use_repo_requirements
+from swe_srl.core.errors import SweSrlError
 
 INDEX_HOSTS = ("pypi.org", "files.pythonhosted.org")
 BUILD_DIR = "/tmp/swe-srl-build"
@@ -46,7 +47,7 @@ CONSTRAINTS_TXT = "pip<24.1\nsetuptools<70\nwheel<0.44\nsetuptools_scm<8\n"
 PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class BuildError(RuntimeError):
+class BuildError(SweSrlError, RuntimeError):
     pass
 
 

@@ -6,13 +6,15 @@
         patch = sb.diff()                            # git diff vs the base commit, new files included
 
 Backends: DockerSandbox (isolated container, the default for anything untrusted) and LocalSandbox (temporary copy
-+ subprocess, NOT isolated). See docs/sandboxes.md.
++ subprocess, NOT isolated). Container ownership labels and pruning of dead owners' containers: ``lifecycle``.
+See docs/sandboxes.md.
 """
 
 from __future__ import annotations
 
 from .base import DEFAULT_WORKDIR, LABEL, CommandResult, Sandbox, SandboxError
-from .docker_sandbox import DockerSandbox, live_sandbox_containers, remove_sandbox_containers
+from .docker_sandbox import DockerSandbox, close_live_sandboxes, live_sandbox_containers, remove_sandbox_containers
+from .lifecycle import owner_labels, owner_state, prune, prune_orphans_once
 from .images import BASE_IMAGE, build_repo_image, instance_image_name
 from .local_sandbox import LocalSandbox
 
@@ -31,4 +33,5 @@ def make_sandbox(backend: str, *, image: str | None = None, repo_path=None, base
 
 
 __all__ = ["BASE_IMAGE", "build_repo_image", "instance_image_name", "CommandResult", "DEFAULT_WORKDIR", "DockerSandbox", "LABEL", "LocalSandbox", "Sandbox",
-           "SandboxError", "live_sandbox_containers", "make_sandbox", "remove_sandbox_containers"]
+           "SandboxError", "close_live_sandboxes", "live_sandbox_containers", "make_sandbox", "owner_labels",
+           "owner_state", "prune", "prune_orphans_once", "remove_sandbox_containers"]

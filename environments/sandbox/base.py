@@ -6,12 +6,13 @@ import posixpath
 import shlex
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+from swe_srl.core.errors import SweSrlError
 
 LABEL = "swe-srl.sandbox"          # every container we start carries LABEL=1
 DEFAULT_WORKDIR = "/testbed"
 
 
-class SandboxError(RuntimeError):
+class SandboxError(SweSrlError, RuntimeError):
     """Infrastructure failure of a sandbox (start, copy, engine errors), as opposed to a failing command."""
 
 

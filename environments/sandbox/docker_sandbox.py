@@ -3,9 +3,13 @@
 Isolation defaults: no network, 2 GiB memory (no extra swap), 512 pids, 1 CPU; no disk quota unless ``disk_limit``
 (``--storage-opt size=``, enforced only where the storage driver supports it: overlay2 on xfs with pquota; elsewhere
 one warning line and ``disk_limit_enforced=False``). Every container carries the label
-``swe-srl.sandbox=1`` (and ``swe-srl.owner=<pid>``) and is removed on close(), on garbage collection, at interpreter
-exit, and after an exception or KeyboardInterrupt inside ``with``. Its main process is ``sleep <ttl>`` so a container
-orphaned by a SIGKILLed host process stops by itself (auto-remove) after ``ttl`` seconds at the latest.
+``swe-srl.sandbox=1`` and the owner labels of ``lifecycle.owner_labels()`` (run id, owner pid + start time + boot id +
+host, command, created-at) and is removed on close(), on garbage collection, at interpreter exit, and after an
+exception, KeyboardInterrupt or SIGTERM (``lifecycle.ensure_sigterm_unwinds``) inside ``with``. Its main process is
+``sleep <ttl>`` so a container orphaned by a SIGKILLed host process stops by itself (auto-remove) after ``ttl``
+seconds at the latest; and before its first sandbox every process removes the containers whose owner is gone, the
+created-but-never-started ones included (``lifecycle.prune_orphans_once``). After SIGINT/SIGTERM
+(``swe_srl.core.io.stop_requested``) no sandbox starts and no command runs: replays in other threads end at once.
 
 Every operation (run, read_file, write_file, and diff, which is a run) is written once, over a small transport
 interface: ``exec(argv, cwd, timeout, stdin) -> RawResult(rc, output bytes, timed_out)``, ``read(path) -> bytes`` and
@@ -44,6 +48,7 @@ import shlex
 import socket
 import sys
 import tarfile
+import threading
 import time
 import uuid
 import weakref
@@ -51,21 +56,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from swe_srl.core.io import deferred_interrupts, stop_requested
+
+from . import lifecycle
 from .base import DEFAULT_WORKDIR, LABEL, CommandResult, SandboxBase, SandboxError
+from swe_srl.core.errors import SweSrlError
 
 _LIVE: "weakref.WeakSet[DockerSandbox]" = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()     # replays start and close sandboxes in threads
 KILL_ALL = "kill -9 -1 2>/dev/null; exit 0"   # from an exec: every process but PID 1 (sleep) and the killer
 MERGE = 'exec "$@" 2>&1'                      # sh -c MERGE sh ARGV...: stderr onto the stdout pipe, in write order
 EXEC_GUARD_S = 15.0            # host-side slack over a command's own timeout before the transport is declared stuck
 FILE_TIMEOUT_S = 120.0
 
 
-def _close_all() -> None:
-    for sb in list(_LIVE):
+def close_live_sandboxes() -> int:
+    """Close (remove) every sandbox this process has open, from any thread; returns how many. Called on SIGINT /
+    SIGTERM before waiting for replay threads (their next call fails at once) and at interpreter exit."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    n = 0
+    for sb in live:
         try:
             sb.close()
+            n += 1
         except Exception:
             pass
+    return n
+
+
+def _close_all() -> None:
+    close_live_sandboxes()
 
 
 atexit.register(_close_all)
@@ -92,7 +113,7 @@ HELPER_PYTHON = "python3"     # the image's interpreter for the helper; missing 
 HELPER_BOOT = "import sys,json;exec(json.loads(sys.stdin.buffer.readline()),{'__name__':'__main__'})"
 
 
-class ChannelError(RuntimeError):
+class ChannelError(SweSrlError, RuntimeError):
     """The transport itself failed (the helper exited, the stream broke); says nothing about the command."""
 
 
@@ -396,7 +417,7 @@ class DockerSandbox(SandboxBase):
         self.nano_cpus = nano_cpus if nano_cpus is not None else (int(cpus * 1e9) if cpus else None)
         self.env = dict(env or {})
         self.ttl = ttl
-        self.labels = {LABEL: "1", "swe-srl.owner": str(os.getpid()), **(labels or {})}
+        self.labels = {LABEL: "1", **lifecycle.owner_labels(), **(labels or {})}
         self._client = client
         self.container = None
         self.base_ref = None
@@ -416,6 +437,11 @@ class DockerSandbox(SandboxBase):
             return self
         import docker.errors   # optional heavy dependency
 
+        if stop_requested():
+            raise SandboxError("interrupted: no new sandbox is started")
+        lifecycle.ensure_sigterm_unwinds()
+        lifecycle.prune_orphans_once(self.client)
+
         kw = dict(
             image=self.image, command=["sleep", str(int(self.ttl))], detach=True, labels=self.labels,
             name=f"swe-srl-sb-{uuid.uuid4().hex[:12]}", working_dir="/", environment=self.env or None,
@@ -432,27 +458,38 @@ class DockerSandbox(SandboxBase):
             kw["nano_cpus"] = self.nano_cpus
         if self.disk_limit:
             kw["storage_opt"] = {"size": str(self.disk_limit)}
+        # a SIGINT/SIGTERM while the engine creates the container waits until it is registered (then removed by the
+        # cleanup), so no created-but-never-started container is left behind by an interrupt
         try:
-            try:
-                container = self.client.containers.create(**kw)
-                self.disk_limit_enforced = bool(self.disk_limit) or None
-            except docker.errors.APIError as e:
-                if "storage_opt" not in kw or "storage" not in str(e).lower():
-                    raise
-                # the driver cannot enforce a size (overlay2 needs xfs with pquota): run without, and say so once
-                kw.pop("storage_opt")
-                _warn_once("disk", f"warning: disk_limit={self.disk_limit} is not enforced by this Docker storage "
-                                   f"driver ({str(e).splitlines()[0][-200:]}); the sandbox has no disk quota")
-                container = self.client.containers.create(**kw)
-                self.disk_limit_enforced = False
-        except docker.errors.ImageNotFound as e:
-            raise SandboxError(f"image {self.image!r} not found locally (build it first): {e}") from None
-        except docker.errors.DockerException as e:
-            raise SandboxError(f"cannot create container from {self.image!r}: {e}") from e
-        self.container = container
-        self._finalizer = weakref.finalize(self, _remove_container, container)
-        _LIVE.add(self)
+            with deferred_interrupts():
+                try:
+                    try:
+                        container = self.client.containers.create(**kw)
+                        self.disk_limit_enforced = bool(self.disk_limit) or None
+                    except docker.errors.APIError as e:
+                        if "storage_opt" not in kw or "storage" not in str(e).lower():
+                            raise
+                        # the driver cannot enforce a size (overlay2 needs xfs with pquota): run without, say so once
+                        kw.pop("storage_opt")
+                        _warn_once("disk", f"warning: disk_limit={self.disk_limit} is not enforced by this Docker "
+                                           f"storage driver ({str(e).splitlines()[0][-200:]}); the sandbox has no "
+                                           "disk quota")
+                        container = self.client.containers.create(**kw)
+                        self.disk_limit_enforced = False
+                except docker.errors.ImageNotFound as e:
+                    raise SandboxError(f"image {self.image!r} not found locally (build it first): {e}") from None
+                except docker.errors.DockerException as e:
+                    raise SandboxError(f"cannot create container from {self.image!r}: {e}") from e
+                self.container = container
+                self._finalizer = weakref.finalize(self, _remove_container, container)
+                with _LIVE_LOCK:
+                    _LIVE.add(self)
+        except KeyboardInterrupt:
+            self.close()
+            raise
         try:
+            if stop_requested():     # SIGINT/SIGTERM while it was being created
+                raise SandboxError("interrupted: no new sandbox is started")
             if self.repo_path is not None:
                 data = repo_tar(self.repo_path, self.workdir.strip("/"))
                 if not container.put_archive("/", data):
@@ -500,13 +537,16 @@ class DockerSandbox(SandboxBase):
             tr.close()
         c, self.container = self.container, None
         if c is not None:
-            _LIVE.discard(self)
+            with _LIVE_LOCK:
+                _LIVE.discard(self)
             if self._finalizer is not None:
                 self._finalizer.detach()
             _remove_container(c)
 
     # -- operations: each written once, over the Transport ------------------------------------------------------
     def run(self, command: str, timeout: float = 60, workdir: str | None = None) -> CommandResult:
+        if stop_requested():
+            raise SandboxError("interrupted: no new command is run")
         cwd = self.abspath(workdir) if workdir else self.workdir
         r = self.transport.exec(["bash", "-c", command], cwd=cwd, timeout=timeout)
         return CommandResult(r.rc, r.out.decode("utf-8", errors="replace"), r.timed_out, r.killed, r.reason)
@@ -520,7 +560,7 @@ class DockerSandbox(SandboxBase):
 
 
 def live_sandbox_containers(client=None) -> list:
-    """Containers (running or not) that carry our label."""
+    """Containers (running or not) that carry our label (``lifecycle.our_containers`` adds the image builder's)."""
     import docker
 
     client = client or docker.from_env()

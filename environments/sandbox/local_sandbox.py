@@ -38,6 +38,8 @@ import time
 import uuid
 from pathlib import Path
 
+from swe_srl.core.io import stop_requested
+
 from .base import DEFAULT_WORKDIR, CommandResult, SandboxBase, SandboxError
 
 MARKER = "SWE_SRL_SANDBOX_ID"
@@ -209,6 +211,8 @@ class LocalSandbox(SandboxBase):
     def run(self, command: str, timeout: float = 60, workdir: str | None = None) -> CommandResult:
         if self.host_root is None:
             raise SandboxError("sandbox not started")
+        if stop_requested():         # SIGINT/SIGTERM (swe_srl.core.io.interruptible): a replay in a thread ends here
+            raise SandboxError("interrupted: no new command is run")
         cwd = self.host_path(workdir) if workdir else self.host_root
         argv, env = self._argv(command, cwd)
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -9,6 +9,7 @@ import json
 import shlex
 
 from ..sandbox.base import SandboxError
+from swe_srl.core.errors import SweSrlError
 
 SNIPPET_LINES = 4
 
@@ -22,7 +23,7 @@ def make_output(text: str, descriptor: str, init_line: int = 1) -> str:
     return f"Here's the result of running `cat -n` on {descriptor}:\n" + numbered(text, init_line) + "\n"
 
 
-class EditorError(Exception):
+class EditorError(SweSrlError):
     pass
 
 

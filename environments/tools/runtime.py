@@ -11,17 +11,18 @@ from swe_srl.core.toolcall import ToolCall
 from ..sandbox.base import SandboxError
 from .aci import ACI
 from .editor import StrReplaceEditor, file_error
+from swe_srl.core.errors import SweSrlError
 
 ACI_TOOLS = ("open", "goto", "scroll_up", "scroll_down", "search_dir", "search_file", "find_file", "create", "edit")
 SUPPORTED_TOOLS = ("bash", "str_replace_editor", "submit", "finish", "think") + ACI_TOOLS
 BASH_STYLES = ("sweagent", "sweagent0", "mini")
 
 
-class UnsupportedTool(ValueError):
+class UnsupportedTool(SweSrlError, ValueError):
     """The action's tool is not one we can execute (e.g. CodeR's `plan`/`succeed`, rover_search_*)."""
 
 
-class PathEscapeError(ValueError):
+class PathEscapeError(SweSrlError, ValueError):
     pass
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from swe_srl.core.toolcall import PARAM_ORDER, ToolCall, ToolCallError, from_openai
+from swe_srl.core.errors import SweSrlError
 
 
-class TrajectoryFormatError(ValueError):
+class TrajectoryFormatError(SweSrlError, ValueError):
     """A file that cannot be read as a trajectory; the message is one line naming the file/field."""
 
 

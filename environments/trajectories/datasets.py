@@ -25,6 +25,7 @@ from typing import Any, Iterator
 from urllib.parse import urlparse
 
 from ._util import TrajectoryFormatError
+from swe_srl.core.errors import SweSrlError
 
 ROW_FILE_SUFFIXES = (".parquet", ".arrow")
 #: columns that hold structure and are often stored as JSON text
@@ -44,7 +45,7 @@ ALL_SUCCESSFUL = {
 _CHUNK = 1 << 20
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailable(SweSrlError, RuntimeError):
     """A --dataset that cannot be loaded (hub unreachable, unknown id, datasets missing). One line."""
 
 

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+from swe_srl.core.errors import SweSrlError
 
 EVAL_SETS: dict[str, tuple[str, tuple[str, ...]]] = {
     # name -> (shared-data folder, hub ids tried last)
@@ -31,7 +32,7 @@ EVAL_SETS: dict[str, tuple[str, tuple[str, ...]]] = {
 _ADP_SUFFIX = re.compile(r"^(.+-\d+)_\d+$")
 
 
-class EvalSetError(ValueError):
+class EvalSetError(SweSrlError, ValueError):
     """An --exclude-eval entry that cannot be loaded (one line)."""
 
 

@@ -103,4 +103,27 @@ def read(path: Path, obj: dict[str, Any]) -> Iterator[Trajectory]:
                      system_prompt=next((content_text(m.get("content")) for m in msgs if isinstance(m, dict)
                                          and m.get("role") == "system"), None),
                      meta={"exit_status": info.get("exit_status"), "mini_version": info.get("mini_version"),
-                           "trajectory_format": obj.get("trajectory_format")})
+                           "trajectory_format": obj.get("trajectory_format"), **recorded_execution(info)})
+
+
+def recorded_execution(info: dict[str, Any]) -> dict[str, Any]:
+    """What the run recorded about executing actions (``info.config.environment``: ``env``, ``timeout``, ``cwd``)
+    as ``exec_env`` / ``exec_timeout`` / ``exec_cwd`` (read by environments.replay.execution_spec)."""
+    cfg = info.get("config") if isinstance(info.get("config"), dict) else {}
+    env = cfg.get("environment") if isinstance(cfg.get("environment"), dict) else {}
+    out: dict[str, Any] = {}
+    if isinstance(env.get("env"), dict):
+        out["exec_env"] = {str(k): str(v) for k, v in env["env"].items()}
+    t = env.get("timeout")
+    if isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0:
+        out["exec_timeout"] = float(t)
+    if isinstance(env.get("cwd"), str) and env["cwd"]:
+        out["exec_cwd"] = env["cwd"]
+    # the template that turned a command's output into the observation (v2: model.observation_template, v1:
+    # agent.action_observation_template); replay renders it so long outputs are elided exactly as recorded
+    for section, key in (("model", "observation_template"), ("agent", "action_observation_template")):
+        sec = cfg.get(section) if isinstance(cfg.get(section), dict) else {}
+        if isinstance(sec.get(key), str) and sec[key].strip():
+            out["exec_observation_template"] = sec[key]
+            break
+    return out

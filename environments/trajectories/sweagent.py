@@ -88,6 +88,7 @@ def read(path: Path, obj: dict[str, Any]) -> Iterator[Trajectory]:
 
     # instance id: replay config / agent name / file name
     rc = loads_loose(obj.get("replay_config")) if obj.get("replay_config") else None
+    exec_meta: dict[str, Any] = {}   # recorded execution settings (replay: environments.replay.execution_spec)
     iid = None
     image = None
     base_commit = None
@@ -98,6 +99,12 @@ def read(path: Path, obj: dict[str, Any]) -> Iterator[Trajectory]:
         dep = env.get("deployment") if isinstance(env.get("deployment"), dict) else {}
         image = dep.get("image") if isinstance(dep.get("image"), str) else None
         repo_cfg = env.get("repo") if isinstance(env.get("repo"), dict) else {}
+        tools_cfg = agent.get("tools") if isinstance(agent.get("tools"), dict) else {}
+        if isinstance(tools_cfg.get("env_variables"), dict):
+            exec_meta["exec_env"] = {str(k): str(v) for k, v in tools_cfg["env_variables"].items()}
+        t = tools_cfg.get("execution_timeout")
+        if isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0:
+            exec_meta["exec_timeout"] = float(t)
         base_commit = repo_cfg.get("base_commit") if isinstance(repo_cfg.get("base_commit"), str) else None
     name = path.name
     file_iid = name[:-len(".traj")] if name.endswith(".traj") else path.stem
@@ -181,6 +188,7 @@ def read(path: Path, obj: dict[str, Any]) -> Iterator[Trajectory]:
         meta["roles"] = roles_seen
     if image:
         meta["image"] = image
+    meta.update(exec_meta)
     system_prompt = next((content_text(h.get("content")) for h in history if isinstance(h, dict)
                           and h.get("role") == "system"), None)
     yield Trajectory(instance_id=iid, issue=extract_issue(task_text), steps=steps, source=where, format=fmt,

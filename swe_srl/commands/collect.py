@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..models import resolve_model
-from ..core.io import OutputLocked
-from ._common import fail
+from ..core.io import OutputLocked, interruptible
+from ..core.errors import NothingUsable
+from ._common import fail, report_batch
 
 
 def _history(value: str) -> int | None:
@@ -63,9 +64,7 @@ def print_manifest_summary(manifest: dict[str, Any], out_dir: str | Path) -> Non
         if s.get("count"):
             console.print(f"{name}: mean {s['mean']}  p50 {s['p50']}  p90 {s['p90']}  max {s['max']}")
     if manifest.get("replay"):
-        fids = [r.get("mean_fidelity") for r in manifest["replay"].values() if r.get("mean_fidelity") is not None]
-        if fids:
-            console.print(f"replay: {len(manifest['replay'])} trajectories, mean fidelity {sum(fids) / len(fids):.3f}")
+        print_replay_summary(console, manifest)
     non = manifest["steps"].get("non_actions_not_steps")
     if non:
         console.print("non-actions (not steps): " + ", ".join(f"{k}={v}" for k, v in non.items()))
@@ -82,6 +81,43 @@ def print_manifest_summary(manifest: dict[str, Any], out_dir: str | Path) -> Non
     run = manifest.get("this_run", {})
     if run:
         console.print(f"this run: {run}")
+
+
+def print_replay_summary(console: Console, manifest: dict[str, Any]) -> None:
+    """Replay: failures by stage, per-step fidelity by command kind, final-patch check (as submitted / whole tree)."""
+    fids = [r.get("mean_fidelity") for r in manifest["replay"].values() if r.get("mean_fidelity") is not None]
+    summary = manifest.get("replay_summary") or {}
+    allf = summary.get("all") or {}
+    line = f"replay: {len(manifest['replay'])} trajectories"
+    if fids:
+        line += f", mean fidelity {sum(fids) / len(fids):.3f}"
+    failed = allf.get("failed") or {}
+    if failed:
+        line += f", [bold red]{sum(failed.values())} failed[/bold red] (" + ", ".join(
+            f"{k}={v}" for k, v in failed.items()) + ") and skipped"
+    console.print(line)
+    for unit, r in manifest["replay"].items():
+        if r.get("error"):
+            console.print(f"  replay failed ({r.get('stage') or 'run'}): {unit}: {str(r['error'])[:200]}",
+                          markup=False, highlight=False)
+    hist = allf.get("histogram") or {}
+    if hist.get("total") and sum(hist["total"].values()):
+        t = Table(title="replay fidelity by command kind (steps)")
+        for col in ("kind", "exact", "near", "diverged", "skipped"):
+            t.add_column(col, justify="left" if col == "kind" else "right")
+        for kind, row in hist.items():
+            t.add_row(f"[bold]{kind}" if kind == "total" else kind,
+                      *(str(row.get(k, 0)) for k in ("exact", "near", "diverged", "skipped")))
+        console.print(t)
+        sh = allf.get("shares") or {}
+        console.print("compared steps: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in sh.items()))
+    p = allf.get("patch") or {}
+    if p.get("with_recorded_patch"):
+        n = p["with_recorded_patch"]
+        console.print(f"final patch (of {n} with a recorded one): as submitted {p['match_as_submitted']}, "
+                      f"submission text {p['submission_match']}, whole tree {p['whole_tree_match']}; "
+                      f"{p['with_tree_extra_files']} leave scratch files outside the submission "
+                      f"({p['tree_extra_files']} files)")
 
 
 def register(app: typer.Typer) -> None:
@@ -110,8 +146,19 @@ def register(app: typer.Typer) -> None:
                                         "after the base commit: drop-trajectory | drop-steps | keep (always counted)."),
         replay: str = typer.Option("none", "--replay", help="SWE: none | docker | local (regenerate observations)."),
         sandbox_map: Optional[Path] = typer.Option(None, "--sandbox-map",
-                                                   help="SWE: JSON instance_id -> image or {repo_path, commit}."),
-        on_divergence: str = typer.Option("keep", "--on-divergence", help="SWE replay: keep | drop | stop"),
+                                                   help="SWE replay: JSON object instance_id -> \"IMAGE\" or "
+                                                   "{\"image\": IMAGE, \"repo_path\": DIR, \"commit\": SHA} "
+                                                   "(docs/collect.md)."),
+        on_divergence: str = typer.Option("keep", "--on-divergence", help="SWE replay, whole trajectories with a "
+                                          "diverged step: keep | drop | stop (keep steps up to the first one)."),
+        on_diverged: str = typer.Option("keep-recorded", "--on-diverged", help="SWE replay, the observation of a "
+                                        "diverged step in training rows: keep-recorded (default: what the expert "
+                                        "saw) | use-replayed | drop (rows whose prompt holds one)."),
+        sandbox_network: bool = typer.Option(False, "--sandbox-network/--no-sandbox-network",
+                                             help="SWE replay (docker): let containers reach the package index "
+                                             "only (default: no network at all)."),
+        timeout: Optional[float] = typer.Option(None, "--timeout", help="SWE replay: per-command timeout in "
+                                                "seconds (default: the trajectory's recorded one, else 120)."),
         workers: int = typer.Option(1, "--workers", help="Parallel workers: parse+build processes, and concurrent sandbox replays with --replay."),
         history: str = typer.Option("all", "--history", help="SWE: previous rounds in the prompt: all or K."),
         obs_max_chars: Optional[int] = typer.Option(None, "--obs-max-chars", help="SWE: truncate observations "
@@ -158,14 +205,19 @@ def register(app: typer.Typer) -> None:
                 fail("--rewrite-model: required with --rewrite unstructured|all")
             gen = make_math_generator(rewrite_model, backend, batch_size) if rewrite != "none" else None
             try:
-                manifest = collect_math(str(input_file), str(out), solution_field=solution_field,
-                                        question_field=question_field, title_hint=title_hint,
-                                        include_first_step=include_first_step, val_size=60 if val_size is None else val_size, seed=seed,
-                                        resume=not no_resume, limit=limit, structured_only=structured_only,
-                                        rewrite=rewrite, rewrite_generator=gen)
+                with interruptible():     # SIGINT/SIGTERM: one line, manifest "interrupted", exit 130/143
+                    manifest = collect_math(str(input_file), str(out), solution_field=solution_field,
+                                            question_field=question_field, title_hint=title_hint,
+                                            include_first_step=include_first_step,
+                                            val_size=60 if val_size is None else val_size, seed=seed,
+                                            resume=not no_resume, limit=limit, structured_only=structured_only,
+                                            rewrite=rewrite, rewrite_generator=gen)
+            except NothingUsable:
+                raise                     # the CLI prints it, exit code 3
             except (ValueError, OSError, OutputLocked) as e:
                 fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
             print_manifest_summary(manifest, out)
+            report_batch(manifest, out, int((manifest.get("counts") or {}).get("steps") or 0))   # errors; rc 3
             return
         if task != "swe":
             fail(f"--task: expected 'swe' or 'math', got {task!r}")
@@ -185,6 +237,7 @@ def register(app: typer.Typer) -> None:
                               obs_max_tokens=obs_max_tokens, max_prompt_tokens=max_prompt_tokens,
                               tokenizer=tokenizer, only_resolved=only_resolved, replay=replay,
                               sandbox_map=str(sandbox_map) if sandbox_map else None, on_divergence=on_divergence,
+                              on_diverged=on_diverged, sandbox_network=sandbox_network, replay_timeout=timeout,
                               workers=workers, limit=limit, success_field=success_field, model_filter=model_filter,
                               ids_file=str(ids_file) if ids_file else None, exclude_eval=exclude_eval,
                               future_leak=future_leak)
@@ -197,10 +250,13 @@ def register(app: typer.Typer) -> None:
         try:
             from environments.splits import SplitError, SplitOptions
 
-            manifest = collect_swe(inputs, out, opts, resume=not no_resume, progress=not no_progress, tokenizer=tok,
-                                   split=SplitOptions(val_size, seed, str(test_instances) if test_instances else None))
+            with interruptible():     # SIGINT/SIGTERM: one line, manifest "interrupted", exit 130/143
+                manifest = collect_swe(inputs, out, opts, resume=not no_resume, progress=not no_progress,
+                                       tokenizer=tok, split=SplitOptions(val_size, seed, str(test_instances)
+                                                                         if test_instances else None))
         except (CollectError, SplitError) as e:
             fail(str(e))
         except RuntimeError as e:  # StepStore: a directory modified by hand
             fail(str(e).splitlines()[0])
         print_manifest_summary(manifest, out)
+        report_batch(manifest, out, int((manifest.get("steps") or {}).get("total") or 0))   # errors, dups; rc 3

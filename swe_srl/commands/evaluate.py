@@ -9,7 +9,8 @@ from typing import Optional, Sequence
 import typer
 
 from ..core.generation import Generator, Prompt, SamplingParams
-from ..core.io import OutputLocked, ResumeMismatch
+from ..core.errors import SweSrlError
+from ..core.io import OutputLocked, ResumeMismatch, interruptible
 from ._common import fail
 
 
@@ -71,8 +72,13 @@ def register(app: typer.Typer) -> None:
         greedy: bool = typer.Option(True, "--greedy/--no-greedy"),
         avg: bool = typer.Option(True, "--avg/--no-avg"),
         data_dir: Optional[str] = typer.Option(None, "--data-dir"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="check the options, the dataset, the model path and "
+                                     "--predictions (every row), then stop: no model, no Docker, nothing written"),
     ) -> None:
         if task == "math":
+            if dry_run:
+                _math_dry_run(model, predictions)
+                return
             _math(model, benchmarks, k, 1.0 if temperature is None else temperature, greedy, avg, data_dir, out,
                   limit, backend, max_new_tokens, batch_size, predictions)
             return
@@ -97,9 +103,13 @@ def register(app: typer.Typer) -> None:
                          max_new_tokens=max_new_tokens or 4096, batch_size=batch_size, backend=backend,
                          max_prompt_chars=max_prompt_chars or None)
         try:
-            summary = run_eval(cfg, log=lambda s: typer.echo(s, err=True))
+            with interruptible("rerun the same command to resume (graded results are kept)"):   # exit 130/143
+                summary = run_eval(cfg, log=lambda s: typer.echo(s, err=True), **({"dry_run": True} if dry_run else {}))
         except (DatasetError, ResumeMismatch, EvalSetupError, OutputLocked) as e:
             fail(str(e))
+        if dry_run:
+            typer.echo(json.dumps(summary, indent=2))
+            return
         if "resolve_rate" in summary:
             from ..swe_eval.report import to_markdown
 
@@ -138,6 +148,28 @@ def make_math_generator(model: str, backend: str = "auto", batch_size: int = 8) 
     if backend not in ("auto", "vllm", "transformers"):
         fail(f"--backend: expected auto, vllm or transformers, got {backend!r}")
     return _LazyGenerator(model, backend, batch_size)
+
+
+def _math_dry_run(model: str | None, predictions: str | None) -> None:
+    """``eval --task math --dry-run``: the model path or the predictions file (every row parsed), nothing loaded."""
+    from ..models import check_model
+
+    if predictions:
+        from ..core.io import iter_jsonl
+
+        if not Path(predictions).is_file():
+            fail(f"{predictions}: --predictions: no such file")
+        n = sum(1 for _ in iter_jsonl(predictions, label="--predictions", error=EvalInputError))
+        typer.echo(json.dumps({"dry_run": True, "predictions": predictions, "rows": n}, indent=2))
+        return
+    if not model:
+        fail("--model is required (or --predictions FILE to grade existing completions)")
+    check_model(model, "--model")
+    typer.echo(json.dumps({"dry_run": True, "model": model}, indent=2))
+
+
+class EvalInputError(SweSrlError, ValueError):
+    """A bad input file of ``swe-srl eval`` (one line)."""
 
 
 def _math(model, benchmarks, k, temperature, greedy, avg, data_dir, out, limit, backend, max_new_tokens,

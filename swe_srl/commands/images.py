@@ -85,6 +85,9 @@ def register(app: typer.Typer) -> None:
         except Exception as e:  # noqa: BLE001 - any failure to reach the engine is one line
             fail(f"no Docker engine answers ({type(e).__name__}); images build needs Docker")
         console = Console()
+        from environments.sandbox.lifecycle import prune_orphans_once
+
+        prune_orphans_once(client)   # build / sandbox containers left by dead processes go first
         results = build_images(rows, repos_dir=repos, workers=workers, logs_dir=logs, force=force,
                                base_image=base_image, base_python=base_python, client=client, env_rows=every,
                                echo=lambda s: console.print(s, markup=False, highlight=False))

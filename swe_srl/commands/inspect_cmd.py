@@ -1,4 +1,5 @@
-"""`swe-srl inspect`: manifest summary + one step rendered as the model sees it."""
+"""`swe-srl inspect`: manifest summary (with a replay: failures, the per-step fidelity histogram by command kind and
+the final-patch check) + one step rendered as the model sees it (and its replay fidelity entry)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from ..core.schema import StepRecordError, validate_record
 from ._common import fail
 from .collect import load_tokenizer, print_manifest_summary
 
@@ -45,19 +47,27 @@ def register(app: typer.Typer) -> None:
         if index < 0:
             fail(f"--index: must be >= 0, got {index}")
         record = None
-        with sp.open("r", encoding="utf-8") as f:
-            for i, line in enumerate(f):
+        with sp.open("rb") as f:
+            for i, raw in enumerate(f):
                 if i == index:
                     try:
-                        record = json.loads(line)
+                        record = json.loads(raw.decode("utf-8"))
+                    except UnicodeDecodeError as e:
+                        fail(f"{sp}:{i + 1}: not UTF-8 text (byte {e.start})")
                     except json.JSONDecodeError as e:
                         fail(f"{sp}:{i + 1}: invalid JSON ({e.msg})")
                     break
         if record is None:
             fail(f"--index {index}: steps.jsonl has fewer lines")
         try:
+            validate_record(record)        # the row is to blame, not --tokenizer: name its line and field
+        except StepRecordError as e:
+            raise StepRecordError(file=sp, line=index + 1, reason=f"not a step record: {e}") from e
+        try:
             text = render_step(record, tokenizer)
         except Exception as e:
+            if not tokenizer:
+                raise
             fail(f"--tokenizer {tokenizer}: {type(e).__name__}: {e}")
         if max_chars and len(text) > max_chars:
             h = max_chars // 2
@@ -67,3 +77,9 @@ def register(app: typer.Typer) -> None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
         console.rule("target (expert action)")
         console.print(record.get("target", ""), markup=False, highlight=False, soft_wrap=True)
+        rep = (record.get("meta") or {}).get("replay")
+        if isinstance(rep, dict):
+            console.rule("replay of this action")
+            console.print(f"kind {rep.get('kind')}  status {rep.get('status')}  fidelity {rep.get('fidelity')}  "
+                          f"(raw {rep.get('fidelity_raw')}, {rep.get('method')})  observation in later prompts: "
+                          f"{rep.get('observation_in_history')}", markup=False, highlight=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from ..models import check_model
 from ._common import fail
 
 
@@ -22,18 +23,23 @@ def register(app: typer.Typer) -> None:
                                                 help="Generation budget of the oracle repair eval."),
         eval_samples: int = typer.Option(2, "--eval-samples", min=1, help="Samples per held-out step."),
     ) -> None:
-        from ..quickstart import Quickstart, QuickstartOptions
-
         if sandbox not in ("auto", "docker", "local"):
             fail(f"--sandbox: expected auto|docker|local, got {sandbox!r}")
+        from ..core.io import OutputLock, OutputLocked
+
+        try:      # a held --out fails at once, before any state is written or a model resolved (run() holds it)
+            OutputLock(out).acquire().release()
+        except OutputLocked as e:
+            fail(str(e))
+        check_model(model, "--model")
+        from ..quickstart import Quickstart, QuickstartOptions     # loads torch: after the cheap checks
+
         opts = QuickstartOptions(out=out, model=model, steps=steps, warmup_steps=warmup_steps, tasks=tasks or None,
                                  sandbox=sandbox, eval_max_new_tokens=eval_max_new_tokens, eval_samples=eval_samples)
         try:
             qs = Quickstart(opts)
         except ValueError as e:
             fail(str(e))
-        from ..core.io import OutputLocked
-
         try:
             report = qs.run()
         except OutputLocked as e:

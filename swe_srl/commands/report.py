@@ -24,6 +24,7 @@ from typing import Any
 
 import typer
 
+from ..core.errors import SweSrlError
 from ._common import fail
 
 # (benchmark, mode) per Table 1 column; "avg" = the Avg@k column (k = 32 in the paper)
@@ -55,6 +56,19 @@ PAPER_FOOTNOTE = ("Paper rows: Deng et al. 2025 (arXiv:2510.25992) Table 1 / Tab
                   "average is a typo and SRL's gain over the base model may be +2.3 rather than +3.0.")
 
 
+def _read_json(path: Path) -> dict:
+    """A JSON file of a run directory; unreadable: one line naming it (``SweSrlError``)."""
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise SweSrlError(file=path, line=e.lineno, reason=f"not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        raise SweSrlError(file=path, reason="not UTF-8 text") from None
+    if not isinstance(d, dict):
+        raise SweSrlError(file=path, reason=f"expected a JSON object, got {type(d).__name__}")
+    return d
+
+
 def _reports(run_dir: Path) -> list[tuple[Path, dict]]:
     out = []
     for p in sorted(run_dir.glob("**/report.json")):
@@ -62,7 +76,8 @@ def _reports(run_dir: Path) -> list[tuple[Path, dict]]:
             continue
         try:
             out.append((p, json.loads(p.read_text(encoding="utf-8"))))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            typer.echo(f"[swe-srl] report: {p}: unreadable ({type(e).__name__}), skipped", err=True)
             continue
     return out
 
@@ -70,12 +85,12 @@ def _reports(run_dir: Path) -> list[tuple[Path, dict]]:
 def run_label(run_dir: Path) -> str:
     te = run_dir / "test_eval.json"
     if te.exists():
-        label = json.loads(te.read_text()).get("label")
+        label = _read_json(te).get("label")
         if label:
             return label
     man = run_dir / "manifest.json"
     if man.exists():
-        cfg = json.loads(man.read_text()).get("config", {})
+        cfg = _read_json(man).get("config", {})
         method = cfg.get("method")
         if method:
             name = {"srl": "SRL", "rlvr": "RLVR", "sft": "SFT"}.get(method, method)
@@ -124,7 +139,7 @@ def collect(run_dirs: list[Path]) -> dict[str, Any]:
             swe_rows.append({"model": label, "cells": swe, "paper": False})
         te = d / "test_eval.json"
         if te.exists():
-            t = json.loads(te.read_text())
+            t = _read_json(te)
             lc_rows.append({"model": label, **{k: t.get(k) for k in ("n", "step_reward", "step_reward_ci95",
                                                                       "format_rate", "similarity_wellformed")}})
         if not (cells or swe or te.exists()):

@@ -44,6 +44,10 @@ def register(app: typer.Typer) -> None:
             fail(str(e))
         if accelerate_config and not Path(accelerate_config).is_file():
             fail(f"--accelerate-config: no such file {accelerate_config!r}")
+        from ..train.preflight import check_inputs
+
+        # model path, data (every line), task/method: before any model loads, and in --dry-run
+        warnings = check_inputs(s, allow_missing_data=dry_run)
         rollout_resolved = resolve_rollout(s.rollout) if not dry_run else (
             s.rollout if s.rollout != "auto" else "auto (vllm-colocate with CUDA + vllm, else transformers)")
         out = Path(s.trl["output_dir"])
@@ -53,12 +57,22 @@ def register(app: typer.Typer) -> None:
             typer.echo(describe(s, rollout_resolved))
             typer.echo("# resolved config is written to " + resolved_path + " at launch")
             typer.echo("launch: " + format_command(cmd) + ("  (SWE_SRL_RESUME=1)" if resume else ""))
+            for w in warnings:
+                typer.echo(f"warning: {w}", err=True)
             return
         if s.num_processes > 1:
             out.mkdir(parents=True, exist_ok=True)
             Path(resolved_path).write_text(s.to_yaml())
             typer.echo("launch: " + format_command(cmd), err=True)
             env = dict(os.environ, SWE_SRL_RESUME="1" if resume else "0")
+            import torch
+
+            if not torch.cuda.is_available():   # accelerate's MULTI_CPU (gloo) needs the CPU flag in every rank
+                env.setdefault("ACCELERATE_USE_CPU", "true")
+                kind = _distributed_type(accelerate_config)
+                if kind in ("FSDP", "DEEPSPEED"):
+                    typer.echo(f"warning: --accelerate-config: no CUDA device: accelerate runs a {kind} config as "
+                               f"plain DDP (gloo) on CPU, nothing is sharded (docs/train-gpu.md)", err=True)
             raise typer.Exit(subprocess.call(cmd, env=env))
         typer.echo(f"[swe-srl] method={s.method} rollout={rollout_resolved} output_dir={out}", err=True)
         from ..core.io import OutputLocked
@@ -72,3 +86,14 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"[swe-srl] done: metrics {out / 'metrics.jsonl'}, plots {out / 'plots'}, final model "
                    f"{out / 'final'}", err=True)
         sys.stdout.flush()
+
+
+def _distributed_type(accelerate_config: Optional[str]) -> Optional[str]:
+    if not accelerate_config:
+        return None
+    import yaml
+
+    try:
+        return str((yaml.safe_load(Path(accelerate_config).read_text()) or {}).get("distributed_type", "")).upper()
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None

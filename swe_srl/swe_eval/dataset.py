@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any, Iterable
+from ..core.errors import SweSrlError
 
 HUB_DATASETS = {
     "verified": "SWE-bench/SWE-bench_Verified",
@@ -16,7 +17,7 @@ HUB_DATASETS = {
 _DIFF_HEADER = re.compile(r"^diff --git a/(\S+) b/(\S+)$", re.MULTILINE)
 
 
-class DatasetError(RuntimeError):
+class DatasetError(SweSrlError, RuntimeError):
     pass
 
 
@@ -36,17 +37,58 @@ def normalize_instance(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+#: the field every SWE-bench instance must have (the others are checked where they are used, per instance)
+REQUIRED_FIELDS = ("instance_id",)
+
+
+def _check_row(p: Path, line: int | None, row: Any) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise DatasetError(file=p, line=line, field="--dataset",
+                           reason=f"expected a JSON object (one SWE-bench instance), got {type(row).__name__}")
+    missing = [k for k in REQUIRED_FIELDS if not isinstance(row.get(k), str) or not row.get(k)]
+    if missing:
+        raise DatasetError(file=p, line=line, field="--dataset",
+                           reason=f"not a SWE-bench instance: missing {', '.join(missing)}")
+    try:
+        return normalize_instance(row)
+    except (json.JSONDecodeError, TypeError) as e:
+        raise DatasetError(file=p, line=line, field="--dataset",
+                           reason=f"FAIL_TO_PASS/PASS_TO_PASS: not a list ({e})") from None
+
+
 def read_local(path: str | Path) -> list[dict[str, Any]]:
+    """A local SWE-bench file (a JSON array/object or JSONL), every row checked; the first bad one raises
+    ``DatasetError`` naming file and line (``error: <file>:<line>: --dataset: <reason>``)."""
     p = Path(path)
     if not p.exists():
-        raise DatasetError(f"--dataset {p}: no such file")
-    text = p.read_text()
+        raise DatasetError(file=p, field="--dataset", reason="no such file")
+    if not p.is_file():
+        raise DatasetError(file=p, field="--dataset", reason="not a file")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[:e.start].count(b"\n") + 1
+        raise DatasetError(file=p, line=line, field="--dataset", reason="not UTF-8 text") from None
     if p.suffix == ".json":
-        data = json.loads(text)
-        rows = data if isinstance(data, list) else [data]
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DatasetError(file=p, line=e.lineno, field="--dataset",
+                               reason=f"not valid JSON ({e.msg})") from None
+        rows = [_check_row(p, None, r) for r in (data if isinstance(data, list) else [data])]
     else:
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return [normalize_instance(r) for r in rows]
+        rows = []
+        for i, ln in enumerate(text.splitlines(), 1):
+            if not ln.strip():
+                continue
+            try:
+                row = json.loads(ln)
+            except json.JSONDecodeError as e:
+                raise DatasetError(file=p, line=i, field="--dataset", reason=f"not valid JSON ({e.msg})") from None
+            rows.append(_check_row(p, i, row))
+    if not rows:
+        raise DatasetError(file=p, field="--dataset", reason="no instances (empty file)")
+    return rows
 
 
 def load_hub(split: str) -> list[dict[str, Any]]:

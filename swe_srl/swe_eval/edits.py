@@ -28,6 +28,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from ..core.errors import SweSrlError
 
 SEARCH_MARK, DIVIDER, REPLACE_MARK = "<<<<<<< SEARCH", "=======", ">>>>>>> REPLACE"
 _HEADER_RE = re.compile(r"^\s*#{3}\s+(\S.*?)\s*$")
@@ -41,7 +42,7 @@ class Edit:
     replace: str
 
 
-class EditError(ValueError):
+class EditError(SweSrlError, ValueError):
     """An answer whose edits cannot be applied; ``reason`` is a short machine-readable code."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

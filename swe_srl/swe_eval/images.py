@@ -20,11 +20,12 @@ import threading
 from typing import Any, Callable
 
 from environments.sandbox import instance_image_name
+from ..core.errors import SweSrlError
 
 ImageBuilder = Callable[[dict[str, Any]], str]
 
 
-class ImageUnavailable(RuntimeError):
+class ImageUnavailable(SweSrlError, RuntimeError):
     """No image for an instance: not present locally, not pullable, not built."""
 
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ..core.errors import SweSrlError
 from ..core.io import AppendLog, read_log
 from ..generation import Generator, SamplingParams
 from .dataset import oracle_files
@@ -65,14 +66,57 @@ class PredictionWriter:
         self.close()
 
 
+class PredictionsError(SweSrlError, ValueError):
+    """A predictions file that cannot be graded (one line: ``<file>[:<line>]: --predictions: <reason>``)."""
+
+
+def _prediction(p: Path, line: int | None, r: Any) -> dict[str, Any]:
+    if not isinstance(r, dict):
+        raise PredictionsError(file=p, line=line, field="--predictions",
+                               reason=f"expected a JSON object (instance_id, model_patch), got {type(r).__name__}")
+    if not isinstance(r.get("instance_id"), str) or not r["instance_id"]:
+        raise PredictionsError(file=p, line=line, field="--predictions", reason="instance_id: missing or not a string")
+    if not isinstance(r.get("model_patch", ""), (str, type(None))):
+        raise PredictionsError(file=p, line=line, field="--predictions",
+                               reason=f"model_patch: expected a string, got {type(r['model_patch']).__name__}")
+    return r
+
+
 def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
-    out = {}
+    """instance_id -> prediction of a swebench predictions file (JSONL, a JSON list, or a JSON object of rows);
+    every row is checked and the first bad one raises ``PredictionsError`` naming file and line."""
     p = Path(path)
-    text = p.read_text()
-    rows = json.loads(text) if p.suffix == ".json" else [json.loads(x) for x in text.splitlines() if x.strip()]
-    if isinstance(rows, dict):
-        rows = list(rows.values())
-    for r in rows:
+    if not p.is_file():
+        raise PredictionsError(file=p, field="--predictions", reason="no such file" if not p.exists() else "not a file")
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PredictionsError(file=p, line=data[:e.start].count(b"\n") + 1, field="--predictions",
+                               reason="not UTF-8 text") from None
+    out: dict[str, dict[str, Any]] = {}
+    if p.suffix == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise PredictionsError(file=p, line=e.lineno, field="--predictions",
+                                   reason=f"not valid JSON ({e.msg})") from None
+        if isinstance(rows, dict):
+            rows = list(rows.values())
+        if not isinstance(rows, list):
+            raise PredictionsError(file=p, field="--predictions", reason="expected a JSON list or object of rows")
+        for r in rows:
+            r = _prediction(p, None, r)
+            out[r["instance_id"]] = r
+        return out
+    for i, ln in enumerate(text.splitlines(), 1):
+        if not ln.strip():
+            continue
+        try:
+            r = json.loads(ln)
+        except json.JSONDecodeError as e:
+            raise PredictionsError(file=p, line=i, field="--predictions", reason=f"not valid JSON ({e.msg})") from None
+        r = _prediction(p, i, r)
         out[r["instance_id"]] = r
     return out
 

@@ -18,8 +18,11 @@ from typing import Any, Callable
 from environments.images import build as image_build
 from environments.images import use_repo_requirements
 
-from ..core.io import AppendLog, OutputLock, ResumeGuard
+from environments.sandbox import close_live_sandboxes
+
+from ..core.io import AppendLog, Interrupted, OutputLock, ResumeGuard, stopping, write_json_atomic
 from ..generation import SamplingParams, make_generator
+from ..models import check_model
 from .agent import run_agent
 from .dataset import load_instances, oracle_files
 from .grading import ERROR, InstanceResult, SandboxFactory, docker_sandbox_factory, grade_in_sandbox
@@ -29,12 +32,14 @@ from .predict import MODES, PredictionWriter, generate_single_turn, read_predict
 from .report import write_reports
 from .selfcheck import ConversionError, edit_path_patch
 from .sources import ImageSource, RepoDirSource
+from ..core.errors import SweSrlError
 
 HARNESSES = ("auto", "swebench", "local")
 RESULTS_FILE = "results.jsonl"
+STATUS_FILE = "status.json"        # {"status": "interrupted" | "complete", ...} of the last run into --out
 
 
-class EvalSetupError(ValueError):
+class EvalSetupError(SweSrlError, ValueError):
     """A configuration that cannot run (one line, for the CLI)."""
 
 
@@ -193,9 +198,12 @@ def dataset_name(cfg: EvalConfig) -> str:
 
 def evaluate(cfg: EvalConfig, instances: list[dict[str, Any]], predictions: dict[str, dict[str, Any]],
              log: Callable[[str], None], images: ImageProvider | None = None,
-             prediction_errors: dict[str, str] | None = None) -> list[InstanceResult]:
+             prediction_errors: dict[str, str] | None = None,
+             on_result: Callable[[InstanceResult], None] | None = None) -> list[InstanceResult]:
     """Grade every instance; one with no prediction is ``error`` (its prediction-step failure, or
-    ``no_prediction``), never graded as an empty patch."""
+    ``no_prediction``), never graded as an empty patch. ``on_result`` gets each graded result as it comes (run_eval
+    stores it at once, so an interrupted run keeps what was graded); on SIGINT/SIGTERM the open sandboxes are removed
+    and the grading threads stop before ``Interrupted`` propagates."""
     errors = prediction_errors or {}
     results: dict[str, InstanceResult] = {}
     todo: list[dict[str, Any]] = []
@@ -220,15 +228,28 @@ def evaluate(cfg: EvalConfig, instances: list[dict[str, Any]], predictions: dict
             log(f"{inst['instance_id']}: {r.status}{'' if not r.reason else ' (' + r.reason + ')'}")
             return r
 
-        with ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as ex:
+        ex = ThreadPoolExecutor(max_workers=max(1, cfg.workers))
+        try:
             for r in ex.map(one, todo):
                 results[r.instance_id] = r
+                if on_result is not None:
+                    on_result(r)
+        except KeyboardInterrupt:     # SIGINT/SIGTERM (core.io.Interrupted): no new sandbox; the open ones go now
+            with stopping():
+                close_live_sandboxes()
+                ex.shutdown(wait=True, cancel_futures=True)
+                close_live_sandboxes()
+            raise
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)
     elif todo:
         for r in run_harness(todo, predictions, out_dir=cfg.out_dir, dataset_name=dataset_name(cfg),
                              max_workers=cfg.workers, timeout=cfg.timeout, namespace=cfg.namespace,
                              cache_level=cfg.cache_level):
             results[r.instance_id] = r
             log(f"{r.instance_id}: {r.status}{'' if not r.reason else ' (' + r.reason + ')'}")
+            if on_result is not None:
+                on_result(r)
     return [results[i["instance_id"]] for i in instances]
 
 
@@ -285,15 +306,62 @@ def gold_edit_predictions(cfg: EvalConfig, instances: list[dict[str, Any]], imag
 
 
 def validate(cfg: EvalConfig) -> None:
+    """Option checks that need no data, no model and no Docker (also ``swe-srl eval --dry-run``)."""
     if cfg.cache_level not in CACHE_LEVELS:
         raise EvalSetupError(f"--cache-level: expected one of {'|'.join(CACHE_LEVELS)}, got {cfg.cache_level!r}")
+    if cfg.mode not in MODES:
+        raise EvalSetupError(f"--mode: expected one of {'|'.join(MODES)}, got {cfg.mode!r}")
+    if cfg.harness not in HARNESSES:
+        raise EvalSetupError(f"--harness: expected one of {'|'.join(HARNESSES)}, got {cfg.harness!r}")
+    if cfg.source not in ("auto", "repos", "image"):
+        raise EvalSetupError(f"--source: expected auto, repos or image, got {cfg.source!r}")
 
 
-def run_eval(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+def check_generation_model(cfg: EvalConfig) -> None:
+    """A model that will be loaded must exist (a missing path: one line, before anything loads)."""
+    if not (cfg.gold or cfg.gold_edits or cfg.predictions) and cfg.generator is None and cfg.model:
+        check_model(str(cfg.model), "--model")
+
+
+def match_predictions(preds: dict[str, dict[str, Any]], instances: list[dict[str, Any]], source: str,
+                      log: Callable[[str], None]) -> None:
+    """``--predictions`` against the instances: none matching is an error (nothing would be graded: the wrong
+    --dataset/--split or the wrong file), some not matching a warning."""
+    ids = {i["instance_id"] for i in instances}
+    matched = [k for k in preds if k in ids]
+    if not matched:
+        first = next(iter(preds), None)
+        raise EvalSetupError(file=source, field="--predictions",
+                             reason=(f"none of its {len(preds)} predictions matches one of the {len(instances)} "
+                                     f"instances (first: {first!r}); wrong --dataset/--split/--instances?")
+                             if preds else "no predictions (empty file)")
+    extra = len(preds) - len(matched)
+    missing = len(ids) - len(matched)
+    if extra or missing:
+        log(f"warning: --predictions {source}: {len(matched)} of {len(instances)} instances have a prediction"
+            + (f"; {missing} without one are graded error (no_prediction)" if missing else "")
+            + (f"; {extra} predictions match no instance and are ignored" if extra else ""))
+
+
+def run_eval(cfg: EvalConfig, log: Callable[[str], None] = print, *, dry_run: bool = False) -> dict[str, Any]:
+    """Generate (or read) predictions and grade them. Options, the dataset (every row), the model path and a
+    ``--predictions`` file (every row, and that it matches the instances) are checked before the output lock, a
+    model or Docker; ``dry_run`` stops there and returns what would run."""
     validate(cfg)
+    instances = load_instances(split=cfg.split, dataset=cfg.dataset, instance_ids=cfg.instances, limit=cfg.limit)
+    check_generation_model(cfg)
+    given: dict[str, dict[str, Any]] | None = None
+    if cfg.predictions and not (cfg.gold or cfg.gold_edits):
+        given = read_predictions(cfg.predictions)
+        match_predictions(given, instances, cfg.predictions, log)
+    if dry_run:
+        return {"dry_run": True, "instances": len(instances), "mode": "gold" if cfg.gold else "gold-edits"
+                if cfg.gold_edits else cfg.mode, "predictions": cfg.predictions, "out": cfg.out_dir,
+                "harness": choose_harness(cfg, instances) if instances else cfg.harness,
+                "matched_predictions": None if given is None else sum(1 for i in instances
+                                                                      if i["instance_id"] in given)}
     if cfg.repos_dir:   # swebench's specs read requirement files from these repos, not from GitHub
         use_repo_requirements(cfg.repos_dir)
-    instances = load_instances(split=cfg.split, dataset=cfg.dataset, instance_ids=cfg.instances, limit=cfg.limit)
     with OutputLock(cfg.out_dir):   # one writer per output directory (swe_srl.core.io.OutputLock)
         Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
         images = make_image_provider(cfg)
@@ -305,8 +373,8 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict[str, A
         elif cfg.gold_edits:
             preds, pred_errors = gold_edit_predictions(cfg, instances, images, log)
             model_name = "gold-edits"
-        elif cfg.predictions:
-            preds = read_predictions(cfg.predictions)
+        elif given is not None:
+            preds = given
             model_name = next(iter(preds.values()), {}).get("model_name_or_path", "predictions")
         else:
             path = generate(cfg, instances, log, images)
@@ -331,10 +399,27 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict[str, A
                 log(f"resume: {len(kept)} results kept from {store.log.path} (errors and changed patches are graded "
                     "again)")
             todo = [i for i in instances if i["instance_id"] not in kept]
-            fresh = evaluate(cfg, todo, preds, log, images, pred_errors) if todo else []
-            for r in fresh:
+            added: set[str] = set()
+
+            def keep(r: InstanceResult) -> None:     # stored as it comes: an interrupted run keeps what it graded
                 pred = preds.get(r.instance_id)
                 store.add(r, patch_sha(pred.get("model_patch") or "") if pred is not None else None)
+                added.add(r.instance_id)
+
+            try:
+                fresh = evaluate(cfg, todo, preds, log, images, pred_errors, on_result=keep) if todo else []
+            except KeyboardInterrupt as e:
+                write_json_atomic(Path(cfg.out_dir) / STATUS_FILE, {"status": "interrupted", "graded_this_run":
+                                                                    len(added), "results": RESULTS_FILE})
+                detail = (f"{len(added)} results graded by this run are kept in {store.log.path} (status.json: "
+                          f"interrupted)")
+                if isinstance(e, Interrupted):
+                    e.detail = detail
+                    raise
+                raise Interrupted(2, detail) from None
+            for r in fresh:
+                if r.instance_id not in added:
+                    keep(r)
         finally:
             store.close()
         by_id = {**kept, **{r.instance_id: r for r in fresh}}
@@ -344,6 +429,7 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict[str, A
                 and cfg.mode != "agent" else None, "namespace": cfg.namespace, "kept_from_previous_run": len(kept),
                 "images_pulled": list(images.pulled), "images_built": list(images.built)}
         summary = write_reports(results, cfg.out_dir, meta)
+        write_json_atomic(Path(cfg.out_dir) / STATUS_FILE, {"status": "complete", "results": RESULTS_FILE})
         log(json.dumps({k: summary[k] for k in ("resolve_rate", "resolve_rate_graded", "resolved", "graded", "total",
                                                 "counts")}))
         return summary

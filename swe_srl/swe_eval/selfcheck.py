@@ -27,12 +27,13 @@ from .dataset import oracle_files, patch_files
 from .edits import DIVIDER, REPLACE_MARK, SEARCH_MARK
 from .predict import repair_from_completion
 from .sources import FileSource
+from ..core.errors import SweSrlError
 
 THINK = "<think>The gold patch, written as SEARCH/REPLACE edits.</think>\n"
 _MARKERS = {SEARCH_MARK, DIVIDER, REPLACE_MARK}
 
 
-class ConversionError(ValueError):
+class ConversionError(SweSrlError, ValueError):
     """A hunk that cannot be written as a SEARCH/REPLACE block (``reason``: short code)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

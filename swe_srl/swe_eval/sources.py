@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from environments.sandbox import DockerSandbox
+from ..core.errors import SweSrlError
 
 SKIP_DIRS = {".git", "__pycache__", ".tox", ".eggs", "node_modules", ".mypy_cache", ".pytest_cache"}
 
 
-class SourceError(RuntimeError):
+class SourceError(SweSrlError, RuntimeError):
     pass
 
 

@@ -26,8 +26,9 @@ from typing import Any, Literal, Optional, Union, get_args
 
 import yaml
 
-from ..core.sampling import DEFAULT_DS_EPS
+from ..core.sampling import DEFAULT_DS_EPS, DEFAULT_KEEP_RATE_PRIOR, DEFAULT_SKIP_FLAT_AFTER
 from ..generation import vllm_usable
+from ..core.errors import SweSrlError
 
 Method = Literal["srl", "sft", "rlvr"]
 Rollout = Literal["auto", "vllm-colocate", "vllm-server", "transformers"]
@@ -35,7 +36,7 @@ METHODS = get_args(Method)
 ROLLOUTS = get_args(Rollout)
 
 
-class ConfigError(ValueError):
+class ConfigError(SweSrlError, ValueError):
     """A bad configuration. The message is one line and names the key."""
 
 
@@ -118,11 +119,30 @@ class RunArguments:
     best_metric: str = field(default="auto", metadata=_help(
         "validation metric that picks best/ (higher is better); auto: val/answer_accuracy for rlvr (ties: "
         "val/step_reward_greedy), else val/step_reward_greedy"))
+    # dynamic sampling that generates what it keeps (issue #17; docs/train.md "Dynamic sampling")
+    ds_keep_rate_prior: float = field(default=DEFAULT_KEEP_RATE_PRIOR, metadata=_help(
+        "keep rate assumed before any group is scored; a refill round generates ceil(missing / keep rate) groups"))
+    ds_max_groups_per_round: Optional[int] = field(default=None, metadata=_help(
+        "cap on the groups one generation round makes per process (default: 4 x the step's groups per process)"))
+    ds_carry_max_groups: Optional[int] = field(default=None, metadata=_help(
+        "surplus kept groups carried into the next step, per process (default: one step's groups; 0: none)"))
+    ds_skip_flat_after: int = field(default=DEFAULT_SKIP_FLAT_AFTER, metadata=_help(
+        "skip (and count) a prompt whose groups were flat on its last K visits (0: never skip)"))
+    merge_lora_at_end: bool = field(default=True, metadata=_help(
+        "lora runs: at the end, merge the adapter of best/ (else final/) into its base model and write the plain "
+        "model to output_dir/merged (what `swe-srl eval` and vLLM load; same as `swe-srl export --merge-lora`)"))
 
     def __post_init__(self) -> None:
         for key in ("eval_max_rows", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key {key!r}: must be >= 1")
+        if not 0.0 < self.ds_keep_rate_prior <= 1.0:
+            raise ConfigError("config key 'ds_keep_rate_prior': must be in (0, 1]")
+        for key in ("ds_carry_max_groups", "ds_skip_flat_after"):
+            if getattr(self, key) is not None and getattr(self, key) < 0:
+                raise ConfigError(f"config key {key!r}: must be >= 0")
+        if self.ds_max_groups_per_round is not None and self.ds_max_groups_per_round < 1:
+            raise ConfigError("config key 'ds_max_groups_per_round': must be >= 1")
 
 
 @dataclass
@@ -420,6 +440,8 @@ def launch_command(s: TrainSettings, resolved_path: str) -> list[str]:
         cmd = ["accelerate", "launch", "--num_processes", str(s.num_processes)]
         if s.accelerate_config:
             cmd += ["--config_file", s.accelerate_config]
+        else:   # torchrun-style launcher (one process per rank; on a CPU machine gloo), on a free local port
+            cmd += ["--multi_gpu", "--main_process_port", "0"]
         return cmd + entry
     return [sys.executable] + entry
 

@@ -1,17 +1,24 @@
 """GRPOTrainer with TRUE dynamic sampling (SRL paper §4.2 / DAPO).
 
 TRL generates one *generation batch* per optimizer step (``steps_per_generation == gradient_accumulation_steps``):
-``batch_prompts`` groups of ``num_generations`` rollouts. This subclass wraps ``_generate_and_score_completions``:
+``batch_prompts`` groups of ``num_generations`` rollouts. This subclass wraps ``_generate_and_score_completions``
+(docs/train.md, "Dynamic sampling"):
 
-  round 1: TRL generates + scores the dataloader's groups; we keep groups whose reward std > ds_eps
-  round k: while fewer than batch_prompts groups are kept (on any process) and k <= ds_max_rounds, draw fresh prompts
-           (deterministic in (seed, process, global step, round), so a resumed run draws the same), generate, filter
-  then:    the first batch_prompts kept groups form the batch; extra kept groups are dropped (counted); when the cap
-           stops us short, the remaining slots are filled with dropped rollouts whose loss mask and advantage are zero
-           ("train on what there is"), and the shortfall is logged.
+  carry:   kept groups left over from the previous step are used first (they bring their generating policy's
+           ``old_per_token_logps``; fresh rows get the current policy's, TRL's on-policy value, in ``_compute_loss``)
+  round k: while some process has fewer than its share of the batch and k <= ds_max_rounds, generate
+           ceil(missing / keep rate) groups per process (core.sampling.round_size; the keep rate is a running
+           estimate, core.sampling.KeepRate), prompts drawn from a seeded epoch order shared by all processes
+           (core.sampling.PromptOrder; prompts flat on their last K visits are skipped and counted); keep groups whose
+           reward std > ds_eps, decided on the rewards TRL gathers from every process, so every process decides alike
+  then:    the batch is full; surplus kept groups are carried (bounded); only when the round cap stops us short are
+           the remaining slots filled with dropped rollouts whose loss mask and advantage are zero ("train on what
+           there is"), and the padding is logged. One small gather per step checks that the processes ran the same
+           rounds.
 
 Everything else (advantages, loss, vLLM, importance sampling) is TRL's. Advantages are computed per group inside each
-round, so merging rounds does not change them (scale_rewards="group").
+round, so merging rounds does not change them (scale_rewards="group"). The prompt order, keep-rate estimate and
+carried groups are saved with every checkpoint (ds_state.json, ds_carry_rank<R>.pt).
 
 Shared-prompt log-probs (``shared_prompt=True``, the default; swe_srl/train/shared_prompt.py): the rows of a
 micro-batch that share a prompt are scored as one packed sequence, so each prompt is pushed forward and back once
@@ -24,17 +31,21 @@ attention implementations without custom 4-D masks (flash-attention), sliding-wi
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import time
 from typing import Any
 
 import torch
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.trainer.utils import (shuffle_sequence_dict, split_pixel_values_by_grid, split_tensor_dict,
                                unsplit_pixel_values_by_grid)
 
-from ..core.sampling import DEFAULT_DS_EPS, keep_group
+from ..core.sampling import (DEFAULT_DS_EPS, DEFAULT_KEEP_RATE_PRIOR, DEFAULT_SKIP_FLAT_AFTER, KeepRate, PromptOrder,
+                             keep_group, round_size)
 from . import shared_prompt as sp
 
 logger = logging.getLogger("swe_srl.train")
@@ -86,6 +97,8 @@ class SRLGRPOTrainer(GRPOTrainer):
 
     def __init__(self, *args: Any, dynamic_sampling: bool = True, ds_eps: float = DEFAULT_DS_EPS,
                  ds_max_rounds: int = 8, ds_warn_kept_fraction: float = 0.05, shared_prompt: bool = True,
+                 ds_keep_rate_prior: float = DEFAULT_KEEP_RATE_PRIOR, ds_max_groups_per_round: int | None = None,
+                 ds_carry_max_groups: int | None = None, ds_skip_flat_after: int = DEFAULT_SKIP_FLAT_AFTER,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.shared_prompt = shared_prompt
@@ -97,36 +110,72 @@ class SRLGRPOTrainer(GRPOTrainer):
         self.ds_eps = ds_eps
         self.ds_max_rounds = ds_max_rounds
         self.ds_warn_kept_fraction = ds_warn_kept_fraction
+        self.ds_max_groups_per_round = ds_max_groups_per_round   # None: 4 x the per-process groups of a step
+        self.ds_carry_max_groups = ds_carry_max_groups           # None: one step's per-process groups; 0: no carry
+        self.ds_skip_flat_after = ds_skip_flat_after
+        self._keep_rate = KeepRate(prior=ds_keep_rate_prior)
+        self._order: PromptOrder | None = None
+        self._pending_ds_state: dict[str, Any] | None = None
+        self._carry: list[tuple[dict[str, Any], list[int]]] = []   # surplus kept groups, oldest first
+        self._fill_old_logps: torch.Tensor | None = None
+        self.ds_totals = {"generated": 0, "trained": 0}
+        self._round_rewards: list[float] | None = None
         self._round_local_rewards: list[float] | None = None
         self.ds_log: list[dict[str, Any]] = []   # one entry per optimizer step (for tests and benchmarks)
         self._low_kept_streak = 0
 
-    # TRL gathers the rewards of every process; we keep this process's slice of the weighted sum
+    # TRL gathers the rewards of every process; we keep the gathered weighted sum (every process's groups, process
+    # after process) so that keep / drop is decided on the same numbers on every process
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
         total = (rewards_per_func * weights).nansum(dim=1)
         n = len(prompts)
         start = self.accelerator.process_index * n
-        self._round_local_rewards = total[start:start + n].tolist()
+        self._round_rewards = total.tolist()
+        self._round_local_rewards = self._round_rewards[start:start + n]
         return rewards_per_func
 
-    def _refill_inputs(self, n_groups: int, round_index: int) -> list[dict[str, Any]]:
-        g = torch.Generator()
-        g.manual_seed(int(self.args.seed) * 1_000_003 + self.accelerator.process_index * 7919
-                      + int(self.state.global_step) * 101 + round_index)
-        ds = self.train_dataset
-        idx = torch.randperm(len(ds), generator=g)[:n_groups].tolist()
-        while len(idx) < n_groups:  # tiny datasets: sample with replacement
-            idx += torch.randint(len(ds), (n_groups - len(idx),), generator=g).tolist()
-        rows = [ds[i] for i in idx]
-        return [dict(r) for r in rows for _ in range(self.num_generations)]
+    def _prompt_order(self) -> PromptOrder:
+        if self._order is None:
+            if not hasattr(self.train_dataset, "__len__"):
+                raise ValueError("dynamic sampling needs an indexable train dataset (not an IterableDataset)")
+            self._order = PromptOrder(len(self.train_dataset), seed=int(self.args.seed),
+                                      skip_flat_after=self.ds_skip_flat_after)
+            if self._pending_ds_state is not None:
+                self._load_ds_state(self._pending_ds_state)
+                self._pending_ds_state = None
+        return self._order
 
-    def _all_processes_min(self, value: int) -> int:
+    def _all_processes_max(self, value: int) -> int:
         if self.accelerator.num_processes == 1:
             return value
         t = torch.tensor([value], device=self.accelerator.device)
-        return int(self.accelerator.gather(t).min().item())
+        return int(self.accelerator.gather(t).max().item())
+
+    def _merge(self, parts: list[tuple[dict[str, Any], list[int]]]) -> dict[str, Any]:
+        """merge_rows, where carried groups bring ``old_per_token_logps`` and fresh ones do not: the fresh rows get
+        NaN there, replaced in the loss by the current policy's detached log-probs (TRL's own value for them)."""
+        if any("old_per_token_logps" in out for out, _ in parts) and not all(
+                "old_per_token_logps" in out for out, _ in parts):
+            fixed = []
+            for out, rows in parts:
+                if "old_per_token_logps" not in out:
+                    out = dict(out, old_per_token_logps=torch.full(out["completion_ids"].shape, float("nan"),
+                                                                   device=out["completion_ids"].device))
+                fixed.append((out, rows))
+            parts = fixed
+        return merge_rows(parts, self._tokenizer.pad_token_id)
+
+    def _old_logps(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Log-probs of the policy that generated ``batch`` (the current one), for carried groups."""
+        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+        mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+        with torch.no_grad():
+            logps, _, _ = self._get_per_token_logps_and_entropies(
+                self.model, ids, mask, batch["completion_ids"].size(1),
+                batch_size=self.args.per_device_train_batch_size)
+        return logps
 
     def _generate_and_score_completions(self, inputs):
         if not self.dynamic_sampling or not self.model.training:
@@ -134,42 +183,58 @@ class SRLGRPOTrainer(GRPOTrainer):
         G = self.num_generations
         if len(inputs) % G:
             raise ValueError(f"dynamic sampling: local generation batch of {len(inputs)} is not whole groups of {G}")
+        # The dataloader's batch only sets the size: prompts come from our own seeded epoch order (PromptOrder),
+        # so that a refill round continues the same epoch instead of drawing at random.
         target = len(inputs) // G
+        nproc, rank = self.accelerator.num_processes, self.accelerator.process_index
+        order = self._prompt_order()
+        cap = self.ds_max_groups_per_round or 4 * target
+        carry_max = target if self.ds_carry_max_groups is None else self.ds_carry_max_groups
         t0 = time.perf_counter()
-        parts: list[tuple[dict[str, Any], list[int]]] = []
-        kept_total = generated = rounds = 0
+        skipped_before, resets_before = order.skipped, order.resets
+
+        parts: list[tuple[dict[str, Any], list[int]]] = list(self._carry[:target])   # oldest carried groups first
+        carried_in = len(parts)
+        self._carry = self._carry[target:]
+        have = carried_in
+        surplus: list[tuple[dict[str, Any], list[int]]] = []
+        rounds = generated = kept = 0
         completion_tokens = 0
         last_out: dict[str, Any] | None = None
         last_dropped: list[int] = []
-        batch = inputs
         while True:
-            rounds += 1
-            out = super()._generate_and_score_completions(batch)
-            rewards = self._round_local_rewards
-            assert rewards is not None and len(rewards) == len(batch)
-            completion_tokens += int(out["completion_mask"].sum().item())
-            kept_rows: list[int] = []
-            dropped_rows: list[int] = []
-            have_before = sum(len(r) for _, r in parts) // G
-            for gi in range(len(batch) // G):
-                rows = list(range(gi * G, (gi + 1) * G))
-                generated += 1
-                if keep_group(rewards[gi * G:(gi + 1) * G], self.ds_eps):
-                    kept_total += 1
-                    if have_before + len(kept_rows) // G < target:
-                        kept_rows += rows
-                else:
-                    dropped_rows += rows
-            if kept_rows:
-                parts.append((out, kept_rows))
-            last_out, last_dropped = out, dropped_rows
-            have = sum(len(r) for _, r in parts) // G
-            if self._all_processes_min(have) >= target or rounds >= self.ds_max_rounds:
+            need = self._all_processes_max(target - have)    # every process runs the same rounds of the same size
+            if need <= 0 or rounds >= self.ds_max_rounds:
                 break
-            batch = self._refill_inputs(target, rounds)
-        have = sum(len(r) for _, r in parts) // G
+            n = round_size(need, self._keep_rate.rate, cap)
+            drawn = order.draw(n * nproc)                       # the same global draw on every process
+            mine = drawn[rank * n:(rank + 1) * n]
+            batch = [dict(self.train_dataset[i]) for i in mine for _ in range(G)]
+            out = super()._generate_and_score_completions(batch)
+            rounds += 1
+            rewards = self._round_rewards
+            assert rewards is not None and len(rewards) == n * nproc * G, "gathered rewards do not match the round"
+            keep = [keep_group(rewards[j * G:(j + 1) * G], self.ds_eps) for j in range(n * nproc)]
+            for pid, k in zip(drawn, keep):
+                order.record(pid, flat=not k)
+            kept += sum(keep)
+            generated += n * nproc
+            self._keep_rate.update(sum(keep), n * nproc)
+            completion_tokens += int(out["completion_mask"].sum().item())
+            dropped_rows: list[int] = []
+            for gi, k in enumerate(keep[rank * n:(rank + 1) * n]):
+                rows = list(range(gi * G, (gi + 1) * G))
+                if not k:
+                    dropped_rows += rows
+                elif have < target:
+                    parts.append((out, rows))
+                    have += 1
+                else:
+                    surplus.append((out, rows))
+            last_out, last_dropped = out, dropped_rows
+
         shortfall = target - have
-        if shortfall > 0:  # train on what there is: zero-weight filler rows keep the batch shape
+        if shortfall > 0:  # round cap hit: zero-weight filler rows keep the batch shape ("train on what there is")
             assert last_out is not None
             pool = last_dropped or list(range(last_out["advantages"].shape[0]))
             filler = [pool[i % len(pool)] for i in range(shortfall * G)]
@@ -177,26 +242,129 @@ class SRLGRPOTrainer(GRPOTrainer):
             fill["completion_mask"] = torch.zeros_like(fill["completion_mask"])
             fill["advantages"] = torch.zeros_like(fill["advantages"])
             parts.append((fill, filler))
-        merged = merge_rows(parts, self._tokenizer.pad_token_id)
+
+        carried_out = discarded = 0
+        if surplus and carry_max > 0:
+            merged_surplus = self._merge(surplus)
+            if "old_per_token_logps" not in merged_surplus:
+                merged_surplus["old_per_token_logps"] = self._old_logps(merged_surplus)
+            self._carry += [(merged_surplus, list(range(j * G, (j + 1) * G))) for j in range(len(surplus))]
+            carried_out = len(surplus)
+        else:
+            discarded += len(surplus)
+        if len(self._carry) > carry_max:
+            discarded += len(self._carry) - carry_max
+            self._carry = self._carry[len(self._carry) - carry_max:] if carry_max else []
+
+        merged = self._merge(parts)
         mask = merged["completion_mask"] if "tool_mask" not in merged else merged["completion_mask"] * merged["tool_mask"]
         merged["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
 
+        # one small gather: the step's per-process numbers, and the proof that every process ran the same rounds
+        local = [rounds, generated, carried_in, carried_out, shortfall, discarded, len(self._carry)]
+        if nproc > 1:
+            table = self.accelerator.gather(torch.tensor([local], dtype=torch.long,
+                                                         device=self.accelerator.device)).tolist()
+        else:
+            table = [local]
+        if len({(r[0], r[1]) for r in table}) != 1:
+            raise RuntimeError(f"dynamic sampling: processes out of lockstep (rounds, groups generated) = "
+                               f"{[(r[0], r[1]) for r in table]}")
+        g_carried_in, g_carried_out, g_padded, g_discarded, g_buffer = (sum(r[i] for r in table) for i in range(2, 7))
+        trained = target * nproc - g_padded
+        self.ds_totals["generated"] += generated
+        self.ds_totals["trained"] += trained
         elapsed = time.perf_counter() - t0
-        kept_fraction = kept_total / max(generated, 1)
-        stats = {"rounds": rounds, "groups_generated": generated, "groups_kept": kept_total,
-                 "kept_fraction": kept_fraction, "filled_fraction": have / target, "shortfall_groups": shortfall,
-                 "overflow_groups": max(kept_total - have, 0), "extra_groups_generated": generated - target,
-                 "completion_tokens": completion_tokens, "gen_seconds": elapsed}
+        keep_rate = kept / generated if generated else float("nan")
+        gen_per_kept = generated / max(trained, 1)
+        stats = {"rounds": rounds, "groups_generated": generated, "groups_kept": kept, "kept_fraction": keep_rate,
+                 "groups_trained": trained, "carried_in": g_carried_in, "carried_out": g_carried_out,
+                 "carry_buffer": g_buffer, "discarded_groups": g_discarded, "padded_groups": g_padded,
+                 "shortfall_groups": shortfall, "skipped_flat": order.skipped - skipped_before,
+                 "skip_resets": order.resets - resets_before, "generated_per_kept": gen_per_kept,
+                 "keep_rate_estimate": self._keep_rate.rate, "epoch": order.epoch + order.pos / order.n,
+                 "filled_fraction": have / target, "completion_tokens": completion_tokens, "gen_seconds": elapsed}
         self.ds_log.append(stats)
         m = self._metrics["train"]
-        m["ds/kept_fraction"].append(kept_fraction)
+        if generated:
+            m["ds/kept_fraction"].append(keep_rate)
         m["ds/rounds"].append(float(rounds))
-        m["ds/filled_fraction"].append(have / target)
+        m["ds/filled_fraction"].append(trained / (target * nproc))
         m["ds/groups_generated"].append(float(generated))
-        m["ds/extra_groups_per_kept"].append((generated - target) / max(have, 1))
-        m["perf/gen_tokens_per_s"].append(completion_tokens / max(elapsed, 1e-9))
-        self._warn_if_flat(kept_fraction, shortfall, target, rounds)
+        m["ds/generated_per_kept"].append(gen_per_kept)
+        m["ds/generated_per_kept_total"].append(self.ds_totals["generated"] / max(self.ds_totals["trained"], 1))
+        m["ds/carried_in"].append(float(g_carried_in))
+        m["ds/carried_out"].append(float(g_carried_out))
+        m["ds/discarded_groups"].append(float(g_discarded))
+        m["ds/padded_groups"].append(float(g_padded))
+        m["ds/skipped_flat"].append(float(stats["skipped_flat"]))
+        m["ds/keep_rate_estimate"].append(self._keep_rate.rate)
+        m["ds/epoch"].append(stats["epoch"])
+        if elapsed > 0 and completion_tokens:
+            m["perf/gen_tokens_per_s"].append(completion_tokens / elapsed)
+        if stats["skip_resets"]:
+            logger.warning("dynamic sampling: every prompt was flat on its last %d visits; flat history cleared",
+                           self.ds_skip_flat_after)
+        self._warn_if_flat(keep_rate if generated else 1.0, g_padded, target * nproc, rounds)
         return merged
+
+    # carried groups bring the log-probs of the policy that generated them; fresh rows (NaN there) get the current
+    # policy's detached log-probs, which is what TRL uses when it has no old log-probs
+    def _compute_loss(self, model, inputs):
+        old = inputs.get("old_per_token_logps")
+        self._fill_old_logps = old if old is not None and bool(torch.isnan(old).any()) else None
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._fill_old_logps = None
+
+    # ---- dynamic-sampling state in checkpoints: order + keep-rate estimate (ds_state.json, the same on every
+    # process) and each process's carried groups (ds_carry_rank<R>.pt) ----
+
+    def _ds_state(self) -> dict[str, Any]:
+        return {"order": self._order.state_dict() if self._order is not None else None,
+                "keep_rate": self._keep_rate.state_dict(), "totals": dict(self.ds_totals)}
+
+    def _load_ds_state(self, state: dict[str, Any]) -> None:
+        if state.get("order") is not None:
+            self._order.load_state_dict(state["order"])
+        self._keep_rate.load_state_dict(state["keep_rate"])
+        self.ds_totals.update(state.get("totals", {}))
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if not self.dynamic_sampling:
+            return
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        os.makedirs(folder, exist_ok=True)
+        if self.accelerator.is_main_process:
+            tmp = os.path.join(folder, "ds_state.json.tmp")
+            with open(tmp, "w") as f:
+                json.dump(self._ds_state(), f)
+            os.replace(tmp, os.path.join(folder, "ds_state.json"))
+        carry_file = os.path.join(folder, f"ds_carry_rank{self.accelerator.process_index}.pt")
+        if self._carry:
+            merged = merge_rows(self._carry, self._tokenizer.pad_token_id)
+            torch.save({"batch": {k: v.cpu() for k, v in merged.items()}, "groups": len(self._carry)}, carry_file)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None or not self.dynamic_sampling:
+            return
+        path = os.path.join(checkpoint, "ds_state.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                state = json.load(f)
+            if self._order is None:
+                self._pending_ds_state = state
+            else:
+                self._load_ds_state(state)
+        carry_file = os.path.join(checkpoint, f"ds_carry_rank{self.accelerator.process_index}.pt")
+        self._carry = []
+        if os.path.exists(carry_file):
+            saved = torch.load(carry_file, map_location=self.accelerator.device)
+            G = self.num_generations
+            self._carry = [(saved["batch"], list(range(j * G, (j + 1) * G))) for j in range(int(saved["groups"]))]
 
     def _warn_if_flat(self, kept_fraction: float, shortfall: int, target: int, rounds: int) -> None:
         if shortfall > 0:
@@ -248,7 +416,16 @@ class SRLGRPOTrainer(GRPOTrainer):
         return problem is None
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
-                                           compute_entropy=False, compute_aux_loss=False, pixel_values=None,
+                                           **kwargs):
+        out = self._logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, batch_size, **kwargs)
+        old = self._fill_old_logps
+        if old is not None and torch.is_grad_enabled() and old.shape == out[0].shape:
+            old.copy_(torch.where(torch.isnan(old), out[0].detach(), old))   # fresh rows: old = current (detached)
+            self._fill_old_logps = None
+        return out
+
+    def _logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                             compute_entropy=False, compute_aux_loss=False, pixel_values=None,
                                            image_grid_thw=None, num_images=None, pixel_attention_mask=None,
                                            spatial_shapes=None, num_tiles=None, image_sizes=None, token_type_ids=None,
                                            mm_token_type_ids=None, image_position_ids=None):

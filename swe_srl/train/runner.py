@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTTrainer
 
+from ..core.errors import SweSrlError, first_line
 from ..core.io import OutputLock, file_sha256, versions, write_json_atomic
 from ..core.task import Task, TaskError, data_file
 from ..models import resolve_model
@@ -30,8 +31,11 @@ from .callbacks import MetricsCallback
 from .config import (TrainSettings, best_metric_name, eval_every, eval_new_tokens, load_settings, resolve_rollout,
                      schedule, trl_config)
 from .data import build_dataset, reward_options, row_options, validation_rows
+from .export import merge_lora, merged_dir
 from .grpo import SRLGRPOTrainer
+from .preflight import check_inputs
 from .validation import ValidationCallback
+from .vllm_cpu import VLLMSRLGRPOTrainer
 
 
 def git_commit() -> str:
@@ -124,10 +128,15 @@ def build_trainer(s: TrainSettings, *, model=None, tokenizer=None, rollout: str 
             raise TaskError(f"config key 'max_length': {s.trl.get('max_length')} tokens leave no completion token "
                             f"in any of the {len(ds)} sft rows; raise it")
         return tr
-    return SRLGRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=ds,
+    # vLLM rollouts: TRL's integration + the CPU / one-sync-per-step workarounds (swe_srl/train/vllm_cpu.py)
+    trainer_cls = VLLMSRLGRPOTrainer if rollout.startswith("vllm") else SRLGRPOTrainer
+    return trainer_cls(model=model, reward_funcs=rewards, args=args, train_dataset=ds,
                           processing_class=tokenizer, peft_config=peft_config(s), callbacks=cbs,
                           dynamic_sampling=s.dynamic_sampling, ds_eps=float(s.ds_eps), ds_max_rounds=s.ds_max_rounds,
-                          ds_warn_kept_fraction=float(s.ds_warn_kept_fraction), shared_prompt=s.shared_prompt)
+                          ds_warn_kept_fraction=float(s.ds_warn_kept_fraction), shared_prompt=s.shared_prompt,
+                          ds_keep_rate_prior=float(s.ds_keep_rate_prior),
+                          ds_max_groups_per_round=s.ds_max_groups_per_round,
+                          ds_carry_max_groups=s.ds_carry_max_groups, ds_skip_flat_after=s.ds_skip_flat_after)
 
 
 def validation_callback(s: TrainSettings, task: Task, tokenizer, output_dir: str) -> ValidationCallback | None:
@@ -156,6 +165,7 @@ def run(s: TrainSettings, *, resume: bool = False, model=None, tokenizer=None):
     """Train; returns the trainer. resume=True continues from the last checkpoint in output_dir."""
     main = int(os.environ.get("RANK", "0")) == 0     # one writer per output_dir: the main process holds the lock
     with OutputLock(s.trl["output_dir"], what="output_dir") if main else contextlib.nullcontext():
+        check_inputs(s, model=model is None)   # one-line errors on a bad model path / data line, before any load
         rollout = resolve_rollout(s.rollout)
         ckpt = None
         if resume:
@@ -172,7 +182,31 @@ def run(s: TrainSettings, *, resume: bool = False, model=None, tokenizer=None):
             trainer.processing_class.save_pretrained(str(final))
         if trainer.accelerator.is_main_process:
             record_best(Path(s.trl["output_dir"]))
+            if s.lora and s.merge_lora_at_end:
+                merge_at_end(Path(s.trl["output_dir"]))
         return trainer
+
+
+def merge_at_end(out: Path) -> Path | None:
+    """LoRA run: best/ (else final/) merged into its base model at ``out/merged``; recorded in the manifest. A failed
+    merge is reported on stderr and leaves the run's adapters as they are (``swe-srl export --merge-lora`` redoes it)."""
+    found = merged_dir(out)
+    if found is None:
+        return None
+    adapter, target = found
+    try:
+        path = merge_lora(adapter, target, overwrite=True)
+    except (SweSrlError, OSError) as e:
+        print(f"[swe-srl] merge_lora_at_end: {adapter}: not merged ({first_line(str(e))}); run `swe-srl export "
+              f"--merge-lora {adapter} OUT` by hand", file=sys.stderr)
+        return None
+    man_path = out / "manifest.json"
+    if man_path.exists():
+        man = json.loads(man_path.read_text())
+        man["merged"] = {"path": "merged", "from": adapter.name}
+        write_json_atomic(man_path, man)
+    print(f"[swe-srl] merged the LoRA adapter of {adapter} into {path}", file=sys.stderr)
+    return path
 
 
 def record_best(out: Path) -> dict[str, Any] | None:
