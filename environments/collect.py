@@ -31,8 +31,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from swe_srl.core.io import (Interrupted, OutputLock, ResumeGuard, ResumeMismatch, deferred_interrupts,
-                             init_pool_worker, stopping, versions)
+from swe_srl.core.io import (OutputLock, ResumeGuard, ResumeMismatch, deferred_interrupts, init_pool_worker,
+                             reraise_interrupted, stopping, versions)
 from swe_srl.core.schema import SCHEMA_VERSION, StepRecord
 from swe_srl.core.store import StepStore, length_stats, read_ledger
 
@@ -996,10 +996,7 @@ def collect_swe(paths: list[str], out_dir: str | Path, opts: CollectOptions | No
                 n = run.counts["units_ok"] + run.counts["units_skipped"]
                 detail = (f"{n} trajectories committed by this run, {len(store.ledger)} in total in {out_dir} "
                           f"(manifest status: interrupted; the units in flight are redone on resume)")
-                if isinstance(e, Interrupted):
-                    e.detail = detail
-                    raise
-                raise Interrupted(2, detail) from None
+                reraise_interrupted(e, detail)
             with deferred_interrupts():       # the final manifest is written whole
                 stats: dict[str, Any] = dict(run.counts)
                 stats["seconds"] = round(time.time() - started, 3)

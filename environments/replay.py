@@ -200,15 +200,7 @@ class ReplayRuntime(ToolRuntime):
                   f"printf '\\n{marker}%s' \"$(pwd)\"; exit $__rc")
         res = self.sandbox.run(script, timeout=self.timeout, workdir=self.cwd)
         self.last_timed_out = res.timed_out
-        out = res.output
-        idx = out.rfind(marker)
-        if idx >= 0:
-            new_cwd = out[idx + len(marker):].strip()
-            out = out[:idx]
-            out = out[:-1] if out.endswith("\n") else out       # the newline printed before the marker
-            if new_cwd.startswith("/"):
-                self.cwd = new_cwd
-        return self._format(command, out, res.exit_code, res.timed_out)
+        return self._format(command, self._take_cwd(res.output, marker), res.exit_code, res.timed_out)
 
     def _format(self, command: str, out: str, rc: int, timed_out: bool) -> str:
         oh = self.spec.openhands_shell
@@ -224,18 +216,7 @@ class ReplayRuntime(ToolRuntime):
             rendered = render_observation(self.spec.observation_template, out, rc)
             if rendered is not None:
                 return rendered
-        if timed_out:
-            msg = (f"The command '{command}' was cancelled because it took more than {self.timeout:g} seconds. "
-                   "Please try a different command that completes more quickly.")
-            if self.bash_style == "mini":
-                return f"<returncode>-1</returncode>\n<output>\n{out}</output>\n{msg}"
-            return msg
-        if self.bash_style == "mini":
-            return f"<returncode>{rc}</returncode>\n<output>\n{out}</output>"
-        if self.bash_style == "sweagent0":
-            return out
-        out = out.rstrip("\n")
-        return out if out.strip() else "Your command ran successfully and did not produce any output."
+        return super()._format(command, out, rc, timed_out)
 
     def mini_submit(self, command: str) -> str | None:
         """mini-swe-agent's submit: run the command (fresh subshell); when its output's first line is the marker

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 from swe_srl.core import SCHEMA_VERSION, StepRecord, StepStore, iter_steps, length_stats
 from swe_srl.core.generation import Generator
-from swe_srl.core.io import Interrupted, OutputLock, ResumeGuard, deferred_interrupts, file_sha256
+from swe_srl.core.io import OutputLock, ResumeGuard, deferred_interrupts, file_sha256, reraise_interrupted
 from swe_srl.core.store import read_ledger
 from swe_srl.core.errors import NothingUsable, SweSrlError
 
@@ -335,10 +335,7 @@ def collect_math(input_path, out_dir, *, solution_field=None, question_field=Non
                                                    test=test))
                 detail = (f"{len(store.ledger) - before} questions committed by this run, {len(store.ledger)} of "
                           f"{len(plan)} in {out} (manifest status: interrupted)")
-                if isinstance(e, Interrupted):
-                    e.detail = detail
-                    raise
-                raise Interrupted(2, detail) from None
+                reraise_interrupted(e, detail)
             with deferred_interrupts():
                 manifest = _manifest(input_path, options, store, plan, val, status="complete", test=test)
                 manifest["errors"] = write_errors_file(out, store.ledger)

@@ -90,7 +90,11 @@ class ToolRuntime:
         script = (f"cd {shlex.quote(self.cwd)} 2>/dev/null || cd {shlex.quote(self.root)}\n{command}\n"
                   f"__rc=$?; printf '\\n{marker}%s' \"$(pwd)\"; exit $__rc")
         res = self.sandbox.run(script, timeout=self.timeout, workdir=self.cwd)
-        out = res.output
+        return self._format(command, self._take_cwd(res.output, marker), res.exit_code, res.timed_out)
+
+    def _take_cwd(self, out: str, marker: str) -> str:
+        """The command's output without the trailing ``marker + pwd`` line; the working directory it names becomes
+        ``self.cwd``."""
         idx = out.rfind(marker)
         if idx >= 0:
             new_cwd = out[idx + len(marker):].strip()
@@ -98,14 +102,18 @@ class ToolRuntime:
             out = out[:-1] if out.endswith("\n") else out       # the newline printed before the marker
             if new_cwd.startswith("/"):
                 self.cwd = new_cwd
-        if res.timed_out:
+        return out
+
+    def _format(self, command: str, out: str, rc: int, timed_out: bool) -> str:
+        """The observation of a bash command in this runtime's ``bash_style``."""
+        if timed_out:
             msg = (f"The command '{command}' was cancelled because it took more than {self.timeout:g} seconds. "
                    "Please try a different command that completes more quickly.")
             if self.bash_style == "mini":
                 return f"<returncode>-1</returncode>\n<output>\n{out}</output>\n{msg}"
             return msg
         if self.bash_style == "mini":
-            return f"<returncode>{res.exit_code}</returncode>\n<output>\n{out}</output>"
+            return f"<returncode>{rc}</returncode>\n<output>\n{out}</output>"
         if self.bash_style == "sweagent0":
             return out
         out = out.rstrip("\n")

@@ -22,7 +22,7 @@ import threading
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NoReturn
 from .errors import SweSrlError
 
 # the packages whose versions every run records (manifests, reports, benchmark results)
@@ -310,6 +310,15 @@ class Interrupted(KeyboardInterrupt):
     def exit_code(self) -> int:
         """128 + the signal number, as a shell reports a process killed by it: 130 (SIGINT), 143 (SIGTERM)."""
         return 128 + self.signum
+
+
+def reraise_interrupted(e: KeyboardInterrupt, detail: str) -> NoReturn:
+    """Re-raise an interruption with ``detail`` (what the run kept): an ``Interrupted`` gets the detail, a bare
+    Ctrl-C (``KeyboardInterrupt`` outside ``interruptible``) becomes ``Interrupted(SIGINT, detail)``."""
+    if isinstance(e, Interrupted):
+        e.detail = detail
+        raise e
+    raise Interrupted(signal.SIGINT, detail) from None
 
 
 _STOP = threading.Event()

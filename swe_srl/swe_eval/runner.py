@@ -20,7 +20,7 @@ from environments.images import use_repo_requirements
 
 from environments.sandbox import close_live_sandboxes
 
-from ..core.io import AppendLog, Interrupted, OutputLock, ResumeGuard, stopping, write_json_atomic
+from ..core.io import AppendLog, OutputLock, ResumeGuard, reraise_interrupted, stopping, write_json_atomic
 from ..generation import SamplingParams, make_generator
 from ..models import check_model
 from .agent import run_agent
@@ -413,10 +413,7 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] = print, *, dry_run: bo
                                                                     len(added), "results": RESULTS_FILE})
                 detail = (f"{len(added)} results graded by this run are kept in {store.log.path} (status.json: "
                           f"interrupted)")
-                if isinstance(e, Interrupted):
-                    e.detail = detail
-                    raise
-                raise Interrupted(2, detail) from None
+                reraise_interrupted(e, detail)
             for r in fresh:
                 if r.instance_id not in added:
                     keep(r)
