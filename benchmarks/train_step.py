@@ -10,7 +10,12 @@ high-water mark never goes down; the subprocesses are interleaved: repeat r runs
 config2/trl, ... with the trl/ours order alternating between repeats, so machine noise hits both alike):
   trl    trl.GRPOTrainer: each of the G (prompt + completion) rows through the model on its own
   ours   swe_srl.train.grpo.SRLGRPOTrainer(shared_prompt=True): each group's prompt once
-         (swe_srl/train/shared_prompt.py)
+         (swe_srl/train/shared_prompt.py), and on CPU TRL's chunked LM head in 256 x 8,192 tiles
+         (swe_srl/train/lm_head.py; TRL's CPU fallback holds ~8 tile-sized temporaries)
+         and the training forward/backward's tensors mmapped (swe_srl/train/cpu_malloc.py: glibc's heap otherwise
+         keeps ~1 GB of freed activations resident)
+  trl_cpu_tuned  (--with-trl-cpu-tuned, a reference) trl.GRPOTrainer with those same two CPU settings: the ratio
+         against it is what the shared prompt alone buys
 
 One step = one micro-batch holding one group (per_device_train_batch_size = num_generations = G, the SRL config
 layout): TRL's own ``compute_loss`` on SRL-shaped inputs (prompt P tokens, G completions of C tokens), ``backward``,
@@ -57,6 +62,9 @@ from benchmarks.common import write_result  # noqa: E402
 from swe_srl.core.io import versions  # noqa: E402
 
 VARIANTS = ("trl", "ours")
+#: reference variant (``--with-trl-cpu-tuned``): plain TRL with our CPU LM-head tiles (swe_srl/train/lm_head.py) and
+#: allocator policy (swe_srl/train/cpu_malloc.py), so the file separates those from the shared prompt
+REFERENCE_VARIANTS = ("trl_cpu_tuned",)
 PEAK_METHOD = ("fresh subprocess per (config, variant, repeat); peak = that process's getrusage(RUSAGE_SELF).ru_maxrss "
                "(kernel RSS high-water mark) at its end")
 # synthetic models (random weights, test tokenizer): name -> transformers config kwargs
@@ -128,7 +136,13 @@ def worker(args) -> dict:
     ds = Dataset.from_list([{"prompt": "x"}] * G)
     kw = dict(model=model, reward_funcs=[lambda completions, **k: [0.0] * len(completions)], args=cfg,
               train_dataset=ds, processing_class=tok)
-    if args.variant == "trl":
+    if args.variant in ("trl", "trl_cpu_tuned"):
+        if args.variant == "trl_cpu_tuned":
+            from swe_srl.train import lm_head
+            from swe_srl.train.cpu_malloc import MallocPolicy
+
+            lm_head.set_tiles(args.device)
+            MallocPolicy(4, args.device).training()     # this step never generates
         trainer = GRPOTrainer(**kw)
     else:
         trainer = SRLGRPOTrainer(**kw, shared_prompt=True, dynamic_sampling=False)
@@ -212,6 +226,7 @@ def worker(args) -> dict:
            "peak_rss_mb": round(_peak_rss_mb(), 1), "torch_threads": torch.get_num_threads(),
            "sampled_peak_rss_mb": {k: round(v, 1) for k, v in phase_peak.items()},
            "optimizer": type(opt).__name__ + ("(fused)" if opt.defaults.get("fused") else ""),
+           "lm_head_tiles": _lm_head_tiles(),
            "loadavg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)]}
     if cuda:
         out["device"] = torch.cuda.get_device_name(0)
@@ -221,6 +236,14 @@ def worker(args) -> dict:
         out["shared_prompt"] = dict(trainer.sp_log)
         out["attention"] = getattr(trainer.accelerator.unwrap_model(model).config, "_attn_implementation", None)
     return out
+
+
+def _lm_head_tiles() -> list[int] | None:
+    """(tokens, vocabulary columns) per tile of TRL's chunked LM head in this process."""
+    from swe_srl.train import lm_head
+
+    tiles = lm_head.current_tiles()
+    return list(tiles) if tiles else None
 
 
 def run_one(variant: str, P: int, G: int, args) -> dict:
@@ -252,7 +275,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     keys = sorted({(r["prompt_tokens"], r["G"]) for r in runs})
     for P, G in keys:
         row = {"prompt_tokens": P, "G": G}
-        for v in VARIANTS:
+        for v in VARIANTS + REFERENCE_VARIANTS:
             here = [r for r in runs if r["variant"] == v and (r["prompt_tokens"], r["G"]) == (P, G)]
             rs = [r for r in here if r.get("status", "ok") == "ok"]
             if len(rs) < len(here):
@@ -285,6 +308,10 @@ def summarize(runs: list[dict]) -> list[dict]:
             lo = [r["first_loss"] for r in runs if r["variant"] == "ours" and r.get("status", "ok") == "ok"
                   and (r["prompt_tokens"], r["G"]) == (P, G)]
             row["first_loss_abs_diff"] = abs(lt[0] - lo[0])
+        if "trl_cpu_tuned" in row and "ours" in row:
+            t, o = row["trl_cpu_tuned"], row["ours"]
+            row["vs_trl_cpu_tuned"] = {"fwd_bwd_speedup": round(t["fwd_bwd_s"] / o["fwd_bwd_s"], 2),
+                                   "peak_rss_ratio": round(t["peak_rss_mb"] / o["peak_rss_mb"], 2)}
         rows.append(row)
     return rows
 
@@ -308,11 +335,14 @@ def main() -> None:
                    help="stop a worker after this many seconds and record it as too slow (status: timeout)")
     p.add_argument("--budget-s", type=float, default=None,
                    help="start no new worker after this many seconds; the rest is recorded as not_run")
+    p.add_argument("--with-trl-cpu-tuned", action="store_true",
+                   help="also run the reference variant trl_cpu_tuned (TRL with our CPU LM-head tiles and allocator "
+                        "policy)")
     p.add_argument("--tag", default="")
     p.add_argument("--workdir", default="/tmp/swe-srl-train-step")
     # worker mode (internal)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    p.add_argument("--variant", choices=VARIANTS + REFERENCE_VARIANTS, help=argparse.SUPPRESS)
     p.add_argument("--prompt", type=int, help=argparse.SUPPRESS)
     p.add_argument("--g", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -334,8 +364,9 @@ def main() -> None:
 
     threading.Thread(target=sample_load, daemon=True).start()
     t0 = time.perf_counter()
+    variants = VARIANTS + (REFERENCE_VARIANTS if args.with_trl_cpu_tuned else ())
     plan = [(rep, P, G, v) for rep in range(args.repeats) for i, (P, G) in enumerate(configs)
-            for v in (VARIANTS if (rep + i) % 2 == 0 else VARIANTS[::-1])]
+            for v in (variants if (rep + i) % 2 == 0 else variants[::-1])]
     deadline = time.time() + args.budget_s if args.budget_s else None
     name = "train_step" + (f"_{args.tag}" if args.tag else "")
 
@@ -349,6 +380,7 @@ def main() -> None:
         result = {
             "what": "training forward+backward (+AdamW step) of the GRPO loss for one micro-batch = one group of G "
                     "(prompt + completion) rows: SRLGRPOTrainer shared-prompt log-probs vs trl.GRPOTrainer per-row",
+            "variants": list(variants),
             "model": args.model + (" (random init, same config)" if args.random_init else ""),
             "device": args.device, "bf16": args.bf16,
             "completion_tokens": args.completion, "steps_per_run": args.steps, "warmup_steps": args.warmup,
@@ -397,7 +429,7 @@ def main() -> None:
     path, rows = write(done=True)
     print(f"wrote {path}", file=sys.stderr)
     for r in rows:
-        print(json.dumps({k: r[k] for k in r if k not in ("trl", "ours")} | {
+        print(json.dumps({k: r[k] for k in r if k not in ("trl", "ours", "trl_cpu_tuned")} | {
             "trl_fwd_bwd_s": r.get("trl", {}).get("fwd_bwd_s"), "ours_fwd_bwd_s": r.get("ours", {}).get("fwd_bwd_s"),
             "trl_peak_mb": r.get("trl", {}).get("peak_rss_mb"), "ours_peak_mb": r.get("ours", {}).get("peak_rss_mb")}))
 

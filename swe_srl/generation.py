@@ -12,7 +12,8 @@ from typing import Any, Sequence
 from .core.generation import Generator, Messages, Prompt, SamplingParams
 from .models import resolve_model
 
-__all__ = ["Generator", "Messages", "Prompt", "SamplingParams", "make_generator", "render_prompt", "vllm_usable"]
+__all__ = ["Generator", "Messages", "Prompt", "SamplingParams", "make_generator", "render_prompt",
+           "shared_prefill_generate", "vllm_usable"]
 
 
 def render_prompt(tokenizer: Any, prompt: Prompt, prefill: str = "") -> str:
@@ -21,6 +22,52 @@ def render_prompt(tokenizer: Any, prompt: Prompt, prefill: str = "") -> str:
         return prompt + prefill
     text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     return text + prefill
+
+
+def _forward_params(model: Any) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(getattr(model, "get_base_model", lambda: model)().forward).parameters)
+
+
+def shared_prefill_generate(model: Any, input_ids: Any, attention_mask: Any, **generate_kwargs: Any) -> Any:
+    """``model.generate(input_ids, attention_mask, **generate_kwargs)`` where each run of identical consecutive rows
+    (the G rollouts of a GRPO group, the n samples of a prompt) has its prompt prefilled ONCE: the distinct rows go
+    through the model (all but their last token) into a KV cache, the cache is copied to every row of the run, and
+    ``generate`` goes on from there (it only feeds the uncached last token). Same positions, same masks, same
+    sampling as the plain call (the logits differ only by float summation order); prefill compute drops by the run
+    length. Returns what ``generate`` returns (prompt + completion ids). Falls back to the plain call when no row
+    repeats, or the model or generation config does not allow a user cache (encoder-decoder, a cache
+    implementation set, no cache keyword)."""
+    import torch
+    from transformers import DynamicCache
+
+    cfg = generate_kwargs.get("generation_config")
+    params = _forward_params(model)
+    # the KV-cache keyword: transformers >= 5.2x calls it `cache`, earlier versions `past_key_values`
+    key = next((k for k in ("cache", "past_key_values") if k in params), None)
+    b, length = input_ids.shape
+    same = torch.ones(b, dtype=torch.bool, device=input_ids.device)
+    if b > 1:
+        same[1:] = (input_ids[1:] == input_ids[:-1]).all(-1) & (attention_mask[1:] == attention_mask[:-1]).all(-1)
+    same[0] = False
+    starts = ~same
+    n_distinct = int(starts.sum())
+    plain = (n_distinct == b or length < 2 or key is None or getattr(model.config, "is_encoder_decoder", False)
+             or getattr(cfg, "cache_implementation", None) is not None
+             or generate_kwargs.get("cache_implementation") is not None or key in generate_kwargs)
+    if plain:
+        return model.generate(input_ids=input_ids, attention_mask=attention_mask, **generate_kwargs)
+    owner = torch.cumsum(starts.long(), 0) - 1                      # row -> its distinct prompt
+    ids, mask = input_ids[starts, :-1], attention_mask[starts, :-1]
+    position_ids = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)   # generate's own rule (left padding)
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask, use_cache=True, **{key: cache},
+              **({"position_ids": position_ids} if "position_ids" in params else {}),
+              **({"logits_to_keep": 1} if "logits_to_keep" in params else {}))
+    cache.batch_select_indices(owner)
+    return model.generate(input_ids=input_ids, attention_mask=attention_mask, **{key: cache}, **generate_kwargs)
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -78,8 +125,8 @@ class TransformersGenerator:
                     kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
                 else:
                     kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-                with torch.no_grad():
-                    gen = self.model.generate(**enc, **kw)
+                with torch.no_grad():   # the n samples of a prompt share one prompt prefill
+                    gen = shared_prefill_generate(self.model, enc["input_ids"], enc["attention_mask"], **kw)
                 new = gen[:, enc["input_ids"].shape[1]:]
                 for row in tok.batch_decode(new, skip_special_tokens=True):
                     outs.append(_cut_at_stop(row, params.stop) if params.stop else row)

@@ -74,8 +74,7 @@ class Quickstart:
         cur = asdict(opts)
         if prev and {k: v for k, v in prev.items() if k != "out"} != {k: v for k, v in cur.items() if k != "out"}:
             raise ValueError(f"--out {self.out}: holds a quickstart run with other options; use a fresh --out")
-        self.state["options"] = cur
-        self._save()
+        self.state["options"] = cur         # written by run(), under the --out lock
 
     # -- bookkeeping -------------------------------------------------------------------------------------
     def _save(self) -> None:
@@ -156,7 +155,7 @@ class Quickstart:
             return str(final)
         extra = {"method": method, "model": self.o.model, "data": str(self.out / "data" / "train.jsonl"),
                  "output_dir": str(output_dir), "seed": self.o.seed, "bf16": False, "logging_steps": 1,
-                 "save_strategy": "no", "report_to": "none", "gradient_checkpointing": False, **overrides}
+                 "save_strategy": "no", "report_to": "none", "activation_checkpointing": False, **overrides}
         settings = load_settings(None, extra=extra)
         run_training(settings)
         _release_memory()
@@ -166,7 +165,10 @@ class Quickstart:
         return self._train("sft", self.out / "warmup", {
             "max_steps": self.o.warmup_steps, "batch_prompts": 4, "per_device_train_batch_size": 1,
             "learning_rate": 1e-4, "lr_scheduler_type": "constant", "warmup_steps": 0, "max_length": 1024,
-            "sft_target": "step", "sft_think": "brief"})
+            "sft_target": "step", "sft_think": "brief",
+            # peak RSS (issue #17.4; with the CPU LM-head tiles and allocator policy of swe_srl/train: lm_head.py,
+            # cpu_malloc.py): the warm-up's peak went from 5.8 GB to 3.3 GB (docs/quickstart/timing.json)
+            "activation_checkpointing": True})
 
     def srl(self) -> str:
         warm = self.state["stages"]["warmup"]["result"]
@@ -175,7 +177,11 @@ class Quickstart:
             # a micro-batch holds one whole group, so its prompt goes through the model once (shared_prompt)
             "per_device_train_batch_size": self.o.num_generations, "num_generations": self.o.num_generations,
             "max_completion_length": self.o.max_completion_length, "learning_rate": self.o.learning_rate,
-            "rollout": "transformers", "dynamic_sampling": True, "ds_max_rounds": 3, "temperature": 1.0})
+            "rollout": "transformers", "dynamic_sampling": True, "ds_max_rounds": 3, "temperature": 1.0,
+            # a CPU decode step costs about the same for 4 or 16 rows: the first round makes 4 groups (surplus kept
+            # groups are carried into the next step) instead of finding out over several rounds
+            "ds_keep_rate_prior": 0.25,
+            "activation_checkpointing": True})     # SRL stage peak RSS 4.8 GB -> 3.8 GB (issue #17.4)
 
     def step_reward_eval(self) -> dict[str, Any]:
         held = read_steps(self.out / "data" / "heldout.jsonl")
@@ -186,11 +192,15 @@ class Quickstart:
         samples_path.parent.mkdir(parents=True, exist_ok=True)
         with samples_path.open("w") as f:
             for name, model in models.items():
-                gen = TransformersGenerator(model, batch_size=8)
+                # on CPU a decode step costs about the same for 1 or 16 rows (it streams the weights once), so the
+                # held-out prompts go in as few generate() calls as possible; the n samples of a prompt share one
+                # prompt prefill (swe_srl.generation.shared_prefill_generate)
+                rows_per_call = 16
+                gen = TransformersGenerator(model, batch_size=rows_per_call)
                 params = SamplingParams(n=self.o.eval_samples, temperature=1.0,
                                         max_new_tokens=self.o.max_completion_length, seed=self.o.seed)
                 outs = []
-                per_call = max(1, 8 // self.o.eval_samples)     # prompts per generate() call (8 sequences)
+                per_call = max(1, rows_per_call // self.o.eval_samples)     # prompts per generate() call
                 with tqdm(total=len(held), desc=f"step reward {name}", unit="step") as bar:   # ETA per model
                     for i in range(0, len(held), per_call):
                         outs += gen.generate([s.prompt for s in held[i:i + per_call]], params)
@@ -253,6 +263,7 @@ class Quickstart:
 
     def run(self) -> Path:
         with OutputLock(self.out):   # one quickstart per --out (swe_srl.core.io.OutputLock)
+            self._save()
             t0 = time.time()
             self.stage("collect", self.collect)
             self.stage("warmup", self.warmup)

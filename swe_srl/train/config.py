@@ -116,6 +116,18 @@ class RunArguments:
     shared_prompt: bool = field(default=True, metadata=_help(
         "GRPO: compute each group's prompt once with its G completions packed behind it (exact same loss and "
         "gradients as TRL's per-sequence path; falls back to it, with a log line, where it does not apply)"))
+    shared_prefill: bool = field(default=True, metadata=_help(
+        "GRPO with transformers rollouts: prefill each group's prompt once and copy its KV cache to the G rows "
+        "(swe_srl.generation.shared_prefill_generate; vLLM has its own prefix caching)"))
+    lm_head_token_chunk: int = field(default=0, metadata=_help(
+        "tokens per tile of TRL's chunked log-prob LM head; 0 = auto: 256 on CPU (TRL's torch fallback holds ~8 "
+        "tile-sized temporaries; swe_srl/train/lm_head.py), TRL's own value elsewhere"))
+    cpu_malloc_mmap_threshold_mb: int = field(default=4, metadata=_help(
+        "CPU (glibc): during the training forward/backward, tensors of at least this many MB are mmapped, so their "
+        "pages go back to the OS when freed (lower peak RSS, some page-fault time; swe_srl/train/cpu_malloc.py); "
+        "0 = leave malloc alone"))
+    lm_head_vocab_chunk: int = field(default=0, metadata=_help(
+        "vocabulary columns per tile of that LM head; 0 = auto: 8192 on CPU, TRL's own value elsewhere"))
     best_metric: str = field(default="auto", metadata=_help(
         "validation metric that picks best/ (higher is better); auto: val/answer_accuracy for rlvr (ties: "
         "val/step_reward_greedy), else val/step_reward_greedy"))
@@ -136,6 +148,9 @@ class RunArguments:
         for key in ("eval_max_rows", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key {key!r}: must be >= 1")
+        for key in ("lm_head_token_chunk", "lm_head_vocab_chunk", "cpu_malloc_mmap_threshold_mb"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key {key!r}: must be >= 0 (0 = auto)")
         if not 0.0 < self.ds_keep_rate_prior <= 1.0:
             raise ConfigError("config key 'ds_keep_rate_prior': must be in (0, 1]")
         for key in ("ds_carry_max_groups", "ds_skip_flat_after"):

@@ -27,6 +27,12 @@ the generation batch is shuffled group-wise (whole groups move together) before 
 with TRL's row shuffle a micro-batch would almost never hold two rollouts of the same prompt. TRL's path is used
 (logged once per reason) when nothing in a micro-batch shares a prompt, for multimodal inputs, MoE aux loss,
 attention implementations without custom 4-D masks (flash-attention), sliding-window models and prompt-learning PEFT.
+
+Shared prompt prefill (``shared_prefill=True``, the default; swe_srl.generation.shared_prefill_generate): with
+transformers rollouts the G rows of a group prefill their prompt once (one KV cache, copied to the G rows) and
+``generate`` continues from there; vLLM keeps its own prefix caching. On CPU, TRL's chunked LM head runs in
+256-token x 8,192-column tiles (``lm_head_token_chunk`` / ``lm_head_vocab_chunk``, swe_srl/train/lm_head.py), and
+the training forward/backward mmaps its tensors (``cpu_malloc_mmap_threshold_mb``, swe_srl/train/cpu_malloc.py).
 """
 
 from __future__ import annotations
@@ -46,6 +52,9 @@ from trl.trainer.utils import (shuffle_sequence_dict, split_pixel_values_by_grid
 
 from ..core.sampling import (DEFAULT_DS_EPS, DEFAULT_KEEP_RATE_PRIOR, DEFAULT_SKIP_FLAT_AFTER, KeepRate, PromptOrder,
                              keep_group, round_size)
+from ..generation import shared_prefill_generate
+from . import lm_head
+from .cpu_malloc import MallocPolicy
 from . import shared_prompt as sp
 
 logger = logging.getLogger("swe_srl.train")
@@ -99,8 +108,14 @@ class SRLGRPOTrainer(GRPOTrainer):
                  ds_max_rounds: int = 8, ds_warn_kept_fraction: float = 0.05, shared_prompt: bool = True,
                  ds_keep_rate_prior: float = DEFAULT_KEEP_RATE_PRIOR, ds_max_groups_per_round: int | None = None,
                  ds_carry_max_groups: int | None = None, ds_skip_flat_after: int = DEFAULT_SKIP_FLAT_AFTER,
-                 **kwargs: Any) -> None:
+                 lm_head_token_chunk: int = 0, lm_head_vocab_chunk: int = 0, shared_prefill: bool = True,
+                 cpu_malloc_mmap_threshold_mb: int = 4, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.malloc_policy = MallocPolicy(cpu_malloc_mmap_threshold_mb, self.accelerator.device.type)
+        self.shared_prefill = shared_prefill      # transformers rollouts: a group's prompt prefilled once
+        self.prefill_log = {"calls": 0, "rows": 0}
+        # TRL's chunked LM head in smaller tiles on CPU (swe_srl/train/lm_head.py); 0 = auto
+        self.lm_head_tiles = lm_head.set_tiles(self.accelerator.device.type, lm_head_token_chunk, lm_head_vocab_chunk)
         self.shared_prompt = shared_prompt
         self.sp_log: dict[str, int] = {"shared_chunks": 0, "fallback_chunks": 0, "rows": 0, "packed_tokens": 0,
                                        "trl_tokens": 0}
@@ -178,6 +193,7 @@ class SRLGRPOTrainer(GRPOTrainer):
         return logps
 
     def _generate_and_score_completions(self, inputs):
+        self.malloc_policy.generation()    # the KV cache grows by copies: keep them on the heap (cpu_malloc)
         if not self.dynamic_sampling or not self.model.training:
             return super()._generate_and_score_completions(inputs)
         G = self.num_generations
@@ -311,6 +327,7 @@ class SRLGRPOTrainer(GRPOTrainer):
     # carried groups bring the log-probs of the policy that generated them; fresh rows (NaN there) get the current
     # policy's detached log-probs, which is what TRL uses when it has no old log-probs
     def _compute_loss(self, model, inputs):
+        self.malloc_policy.training()      # CPU: the step's tensors mmapped, freed pages back to the OS (cpu_malloc)
         old = inputs.get("old_per_token_logps")
         self._fill_old_logps = old if old is not None and bool(torch.isnan(old).any()) else None
         try:
@@ -381,6 +398,32 @@ class SRLGRPOTrainer(GRPOTrainer):
                       f"'Format warm-up'), or set prefill_think: true.\n{bar}", file=sys.stderr, flush=True)
         else:
             self._low_kept_streak = 0
+
+    # ---- shared prompt prefill of the transformers rollouts (swe_srl.generation.shared_prefill_generate) ----
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        """TRL's transformers rollout path, with the G rollouts of a group prefilling their prompt once (a KV cache
+        copied to the G rows). vLLM, continuous batching and multimodal inputs go through TRL as they are."""
+        args = (prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+        plain = (not self.shared_prefill or self.use_vllm or getattr(self, "use_transformers_continuous_batching", False)
+                 or bool(multimodal_fields) or (images is not None and any(i is not None for i in images)))
+        if plain:
+            return super()._generate_single_turn(*args)
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        plain_generate = model.generate
+
+        def generate(input_ids=None, attention_mask=None, **kwargs):
+            if input_ids is None or attention_mask is None or kwargs.keys() - {"generation_config"}:
+                return plain_generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            self.prefill_log["calls"] += 1
+            self.prefill_log["rows"] += int(input_ids.shape[0])
+            return shared_prefill_generate(model, input_ids, attention_mask, **kwargs)
+
+        model.generate = generate        # TRL calls unwrapped_model.generate(...) inside this call only
+        try:
+            return super()._generate_single_turn(*args)
+        finally:
+            del model.generate
 
     # ---- shared-prompt log-probs (swe_srl/train/shared_prompt.py) ----
 

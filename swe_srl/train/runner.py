@@ -31,6 +31,8 @@ from .callbacks import MetricsCallback
 from .config import (TrainSettings, best_metric_name, eval_every, eval_new_tokens, load_settings, resolve_rollout,
                      schedule, trl_config)
 from .data import build_dataset, reward_options, row_options, validation_rows
+from . import lm_head
+from .cpu_malloc import MallocPolicy, policy_callback
 from .export import merge_lora, merged_dir
 from .grpo import SRLGRPOTrainer
 from .preflight import check_inputs
@@ -124,19 +126,28 @@ def build_trainer(s: TrainSettings, *, model=None, tokenizer=None, rollout: str 
     if s.method == "sft":
         tr = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
                         peft_config=peft_config(s), callbacks=cbs)
+        lm_head.set_tiles(tr.accelerator.device.type, s.lm_head_token_chunk, s.lm_head_vocab_chunk)   # CPU tiles
+        policy = MallocPolicy(s.cpu_malloc_mmap_threshold_mb, tr.accelerator.device.type)
+        if policy.active:     # training steps mmap their tensors; validation generates under the heap policy
+            tr.callback_handler.callbacks.insert(0, policy_callback(policy, sft=True))
         if len(tr.train_dataset) == 0:      # TRL drops rows whose completion max_length truncated away
             raise TaskError(f"config key 'max_length': {s.trl.get('max_length')} tokens leave no completion token "
                             f"in any of the {len(ds)} sft rows; raise it")
         return tr
     # vLLM rollouts: TRL's integration + the CPU / one-sync-per-step workarounds (swe_srl/train/vllm_cpu.py)
     trainer_cls = VLLMSRLGRPOTrainer if rollout.startswith("vllm") else SRLGRPOTrainer
-    return trainer_cls(model=model, reward_funcs=rewards, args=args, train_dataset=ds,
-                          processing_class=tokenizer, peft_config=peft_config(s), callbacks=cbs,
-                          dynamic_sampling=s.dynamic_sampling, ds_eps=float(s.ds_eps), ds_max_rounds=s.ds_max_rounds,
-                          ds_warn_kept_fraction=float(s.ds_warn_kept_fraction), shared_prompt=s.shared_prompt,
-                          ds_keep_rate_prior=float(s.ds_keep_rate_prior),
-                          ds_max_groups_per_round=s.ds_max_groups_per_round,
-                          ds_carry_max_groups=s.ds_carry_max_groups, ds_skip_flat_after=s.ds_skip_flat_after)
+    tr = trainer_cls(model=model, reward_funcs=rewards, args=args, train_dataset=ds,
+                     processing_class=tokenizer, peft_config=peft_config(s), callbacks=cbs,
+                     dynamic_sampling=s.dynamic_sampling, ds_eps=float(s.ds_eps), ds_max_rounds=s.ds_max_rounds,
+                     ds_warn_kept_fraction=float(s.ds_warn_kept_fraction), shared_prompt=s.shared_prompt,
+                     ds_keep_rate_prior=float(s.ds_keep_rate_prior),
+                     ds_max_groups_per_round=s.ds_max_groups_per_round,
+                     ds_carry_max_groups=s.ds_carry_max_groups, ds_skip_flat_after=s.ds_skip_flat_after,
+                     lm_head_token_chunk=s.lm_head_token_chunk, lm_head_vocab_chunk=s.lm_head_vocab_chunk,
+                     shared_prefill=s.shared_prefill, cpu_malloc_mmap_threshold_mb=s.cpu_malloc_mmap_threshold_mb)
+    if tr.malloc_policy.active:     # validation (at the end of a step) generates under the heap policy
+        tr.callback_handler.callbacks.insert(0, policy_callback(tr.malloc_policy, sft=False))
+    return tr
 
 
 def validation_callback(s: TrainSettings, task: Task, tokenizer, output_dir: str) -> ValidationCallback | None:
