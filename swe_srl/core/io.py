@@ -219,6 +219,31 @@ def iter_jsonl(path: str | Path, *, label: str = "", error: type[Exception] = Va
                 raise error(f"{prefix}{path}:{i}: not valid JSON") from None
 
 
+def read_json_rows(path: Path, *, error: Callable[..., Exception], field: str) -> list[tuple[int | None, Any]]:
+    """The values of a JSON (``.json``: the whole document, as one ``(None, value)``) or JSONL input file (one
+    ``(line, value)`` per non-empty line). Text that is not UTF-8 or not JSON raises
+    ``error(file=, line=, field=, reason=)`` (a SweSrlError subclass) naming the line."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(file=path, line=data[:e.start].count(b"\n") + 1, field=field, reason="not UTF-8 text") from None
+    if path.suffix == ".json":
+        try:
+            return [(None, json.loads(text))]
+        except json.JSONDecodeError as e:
+            raise error(file=path, line=e.lineno, field=field, reason=f"not valid JSON ({e.msg})") from None
+    rows: list[tuple[int | None, Any]] = []
+    for i, ln in enumerate(text.splitlines(), 1):
+        if not ln.strip():
+            continue
+        try:
+            rows.append((i, json.loads(ln)))
+        except json.JSONDecodeError as e:
+            raise error(file=path, line=i, field=field, reason=f"not valid JSON ({e.msg})") from None
+    return rows
+
+
 class ResumeGuard:
     """Refuse to resume into ``out_dir`` with options other than those it was started with.
 

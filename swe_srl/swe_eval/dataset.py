@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 from ..core.errors import SweSrlError
+from ..core.io import read_json_rows
 
 HUB_DATASETS = {
     "verified": "SWE-bench/SWE-bench_Verified",
@@ -64,28 +65,12 @@ def read_local(path: str | Path) -> list[dict[str, Any]]:
         raise DatasetError(file=p, field="--dataset", reason="no such file")
     if not p.is_file():
         raise DatasetError(file=p, field="--dataset", reason="not a file")
-    try:
-        text = p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = p.read_bytes()[:e.start].count(b"\n") + 1
-        raise DatasetError(file=p, line=line, field="--dataset", reason="not UTF-8 text") from None
-    if p.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DatasetError(file=p, line=e.lineno, field="--dataset",
-                               reason=f"not valid JSON ({e.msg})") from None
-        rows = [_check_row(p, None, r) for r in (data if isinstance(data, list) else [data])]
-    else:
-        rows = []
-        for i, ln in enumerate(text.splitlines(), 1):
-            if not ln.strip():
-                continue
-            try:
-                row = json.loads(ln)
-            except json.JSONDecodeError as e:
-                raise DatasetError(file=p, line=i, field="--dataset", reason=f"not valid JSON ({e.msg})") from None
-            rows.append(_check_row(p, i, row))
+    rows = []
+    for line, value in read_json_rows(p, error=DatasetError, field="--dataset"):
+        if line is None:            # a .json document: an array of rows or one row
+            rows += [_check_row(p, None, r) for r in (value if isinstance(value, list) else [value])]
+        else:
+            rows.append(_check_row(p, line, value))
     if not rows:
         raise DatasetError(file=p, field="--dataset", reason="no instances (empty file)")
     return rows

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..core.errors import SweSrlError
-from ..core.io import AppendLog, read_log
+from ..core.io import AppendLog, read_json_rows, read_log
 from ..generation import Generator, SamplingParams
 from .dataset import oracle_files
 from .edits import answer_to_patch
@@ -88,36 +88,16 @@ def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
     p = Path(path)
     if not p.is_file():
         raise PredictionsError(file=p, field="--predictions", reason="no such file" if not p.exists() else "not a file")
-    data = p.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise PredictionsError(file=p, line=data[:e.start].count(b"\n") + 1, field="--predictions",
-                               reason="not UTF-8 text") from None
     out: dict[str, dict[str, Any]] = {}
-    if p.suffix == ".json":
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise PredictionsError(file=p, line=e.lineno, field="--predictions",
-                                   reason=f"not valid JSON ({e.msg})") from None
-        if isinstance(rows, dict):
-            rows = list(rows.values())
-        if not isinstance(rows, list):
-            raise PredictionsError(file=p, field="--predictions", reason="expected a JSON list or object of rows")
+    for line, value in read_json_rows(p, error=PredictionsError, field="--predictions"):
+        rows = [value]
+        if line is None:            # a .json document: a list of rows or an object of rows
+            rows = list(value.values()) if isinstance(value, dict) else value
+            if not isinstance(rows, list):
+                raise PredictionsError(file=p, field="--predictions", reason="expected a JSON list or object of rows")
         for r in rows:
-            r = _prediction(p, None, r)
+            r = _prediction(p, line, r)
             out[r["instance_id"]] = r
-        return out
-    for i, ln in enumerate(text.splitlines(), 1):
-        if not ln.strip():
-            continue
-        try:
-            r = json.loads(ln)
-        except json.JSONDecodeError as e:
-            raise PredictionsError(file=p, line=i, field="--predictions", reason=f"not valid JSON ({e.msg})") from None
-        r = _prediction(p, i, r)
-        out[r["instance_id"]] = r
     return out
 
 
